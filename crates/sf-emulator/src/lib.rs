@@ -2,6 +2,7 @@
 pub mod error;
 pub mod ids;
 pub mod org;
+pub mod soql;
 pub mod store;
 
 /// API version used where a request carries none.
