@@ -1,1 +1,13 @@
-//! revsync engine
+//! revsync: the engine that keeps Salesforce in step with 2Checkout.
+//!
+//! Pipeline (see ARCHITECTURE.md): `server` (HTTP) → `ingest` (verify, group commit) →
+//! `store` (event log) → `processor` (lease events, hand them to handlers). The binary in
+//! `main.rs` is a thin command-line layer over this library.
+
+pub mod app;
+pub mod config;
+pub mod ingest;
+pub mod processor;
+pub mod server;
+pub mod store;
+pub mod telemetry;

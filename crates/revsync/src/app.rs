@@ -1,0 +1,127 @@
+//! Assembles a running revsync: store, group committer, HTTP server. `serve`, `demo`, the
+//! benchmarks and the tests all start it through [`App::start`], so they run the same thing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::ingest::GroupCommitter;
+use crate::server::{self, AppState};
+use crate::store::{self, OpenOptions, Store, StoreError};
+
+/// Why revsync could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running revsync instance.
+pub struct App {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    writer: JoinHandle<()>,
+}
+
+impl App {
+    /// Opens the configured store and starts serving on `listener`.
+    pub async fn start(
+        config: &Config,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<App, StartError> {
+        let store = store::open(&config.store.url, &open_options(config)).await?;
+        Self::start_with_store(config, Arc::new(store), listener, shutdown).await
+    }
+
+    /// Starts serving with an already opened store (tests inject failing stores here).
+    pub async fn start_with_store(
+        config: &Config,
+        store: Arc<dyn Store>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<App, StartError> {
+        let keys = Arc::new(config.notification_keys()?);
+        // Install the metrics recorder before anything records.
+        crate::telemetry::prometheus();
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.server.listen,
+            source,
+        })?;
+        let (committer, writer) =
+            GroupCommitter::spawn(store.clone(), config.store.group_commit_max_batch);
+        let state = AppState {
+            store: store.clone(),
+            keys,
+            committer,
+            max_body_bytes: config.server.max_body_bytes,
+        };
+        let router = server::router(
+            state,
+            Duration::from_secs(config.server.request_timeout_secs),
+        );
+        let server = tokio::spawn(server::serve(listener, router, shutdown.clone()));
+        tracing::info!(%addr, backend = ?store.backend(), "revsync listening");
+        Ok(App {
+            addr,
+            store,
+            shutdown,
+            server,
+            writer,
+        })
+    }
+
+    /// Binds the configured address.
+    pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+        TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.server.listen,
+                source,
+            })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Asks the server to stop (same as cancelling the token passed to `start`).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the server has stopped and every accepted delivery is committed.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let served = self
+            .server
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        // The server held the last committer handles; the writer drains and exits.
+        let _ = self.writer.await;
+        served
+    }
+}
+
+/// Store options from the configuration.
+pub fn open_options(config: &Config) -> OpenOptions {
+    OpenOptions {
+        sqlite_synchronous: config.store.sqlite_synchronous,
+        max_connections: config.store.max_connections,
+        ..OpenOptions::default()
+    }
+}

@@ -1,0 +1,304 @@
+//! The store: revsync's only durable state, behind one interface ([`Store`]) with two
+//! backends — SQLite (embedded default, WAL, fsync on commit) and PostgreSQL (several revsync
+//! processes sharing one database). Both run the same SQL through sqlx's `Any` driver; where
+//! the dialects differ (leases, pragmas) [`Backend`] says which text to use.
+//!
+//! The store never speaks HTTP and knows nothing of 2Checkout's wire format: it keeps bytes,
+//! fingerprints and references that the ingest stage computed.
+//!
+//! Timestamps are stored as microseconds since the Unix epoch ([`Micros`]) so that both
+//! backends sort and compare them the same way.
+
+mod sql;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+
+pub use sql::SqlStore;
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What went wrong in the store, and what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable, busy or failed mid-transaction. Nothing was committed;
+    /// retry later (an ingest request answers 503 without a receipt, so 2Checkout resends).
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The store URL or schema is wrong: fix the configuration.
+    #[error("store misconfigured: {0}")]
+    Config(String),
+    /// A migration failed: the database schema is not what this version expects.
+    #[error("store migration failed: {0}")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    /// The operation refers to a row that does not exist or is in the wrong state.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+/// Microseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Micros(pub i64);
+
+impl Micros {
+    pub fn now() -> Micros {
+        Micros::from(Utc::now())
+    }
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        Utc.timestamp_micros(self.0).single().unwrap_or_default()
+    }
+}
+
+impl From<DateTime<Utc>> for Micros {
+    fn from(t: DateTime<Utc>) -> Self {
+        Micros(t.timestamp_micros())
+    }
+}
+
+/// A verified notification delivery, about to be appended to the event log.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// `ipn`, `lcn` or `ins`.
+    pub kind: String,
+    pub received_at: Micros,
+    pub content_type: String,
+    pub remote_addr: Option<String>,
+    /// The signature algorithm that verified it (`sha3-256`, `sha256`, `md5`, `ins-md5`).
+    pub signature_algorithm: String,
+    /// The raw body, byte for byte as received.
+    pub body: Vec<u8>,
+    /// Semantic fingerprint: equal for resends of the same event.
+    pub fingerprint: String,
+    /// Order reference, licence code or sale id.
+    pub reference: String,
+    pub customer_key: Option<String>,
+}
+
+/// Where an appended delivery landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub delivery_id: i64,
+    pub event_id: i64,
+    /// False when the delivery is a resend of an event already in the log.
+    pub new_event: bool,
+}
+
+/// Processing state of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    Pending,
+    Processed,
+    Failed,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Processed => "processed",
+            EventStatus::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "pending" => EventStatus::Pending,
+            "processed" => EventStatus::Processed,
+            "failed" => EventStatus::Failed,
+            other => {
+                return Err(StoreError::Config(format!(
+                    "unknown event status `{other}`"
+                )))
+            }
+        })
+    }
+}
+
+/// One semantic event (all its deliveries share the fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: i64,
+    pub kind: String,
+    pub fingerprint: String,
+    pub reference: String,
+    pub customer_key: Option<String>,
+    pub status: EventStatus,
+    pub delivery_count: i64,
+    pub first_received_at: Micros,
+    pub last_received_at: Micros,
+    pub attempts: i64,
+    pub processed_at: Option<Micros>,
+    pub last_error: Option<String>,
+}
+
+/// One delivery as kept in the log (audit, replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: i64,
+    pub kind: String,
+    pub received_at: Micros,
+    pub content_type: String,
+    pub remote_addr: Option<String>,
+    pub signature_algorithm: String,
+    pub body: Vec<u8>,
+}
+
+/// A request that failed verification, kept so that nothing is lost.
+#[derive(Debug, Clone)]
+pub struct NewQuarantine {
+    pub received_at: Micros,
+    /// The notification kind the request was posted to (whatever the path said).
+    pub path_kind: String,
+    pub content_type: String,
+    pub remote_addr: Option<String>,
+    /// One line: why it was refused.
+    pub reason: String,
+    pub body: Vec<u8>,
+    /// True when the body was larger than the limit and only its first part is kept.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuarantineStatus {
+    Held,
+    Admitted,
+    Discarded,
+}
+
+impl QuarantineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineStatus::Held => "held",
+            QuarantineStatus::Admitted => "admitted",
+            QuarantineStatus::Discarded => "discarded",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "held" => QuarantineStatus::Held,
+            "admitted" => QuarantineStatus::Admitted,
+            "discarded" => QuarantineStatus::Discarded,
+            other => {
+                return Err(StoreError::Config(format!(
+                    "unknown quarantine status `{other}`"
+                )))
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub received_at: Micros,
+    pub path_kind: String,
+    pub content_type: String,
+    pub remote_addr: Option<String>,
+    pub reason: String,
+    pub body: Vec<u8>,
+    pub truncated: bool,
+    pub status: QuarantineStatus,
+    pub resolved_at: Option<Micros>,
+    pub event_id: Option<i64>,
+}
+
+/// Event-log totals for `status`, `/readyz` and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogCounts {
+    pub events: i64,
+    pub pending: i64,
+    pub processed: i64,
+    pub failed: i64,
+    pub deliveries: i64,
+    pub quarantined_held: i64,
+}
+
+/// The one store interface. Every method is one transaction: it either commits entirely
+/// (and then returns `Ok`) or changes nothing.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Appends deliveries in ONE transaction (group commit) and returns, in order, where each
+    /// landed. `Ok` means the whole batch is durable.
+    async fn append_deliveries(&self, batch: &[NewDelivery]) -> Result<Vec<Appended>, StoreError>;
+
+    async fn quarantine(&self, entry: &NewQuarantine) -> Result<i64, StoreError>;
+    async fn quarantined(&self, id: i64) -> Result<Option<QuarantineEntry>, StoreError>;
+    async fn list_quarantine(
+        &self,
+        status: Option<QuarantineStatus>,
+        limit: i64,
+    ) -> Result<Vec<QuarantineEntry>, StoreError>;
+    /// Appends a re-verified quarantined request to the event log and marks it admitted,
+    /// atomically. Fails with `Conflict` unless the entry is `held`.
+    async fn admit_quarantined(
+        &self,
+        id: i64,
+        delivery: &NewDelivery,
+    ) -> Result<Appended, StoreError>;
+
+    async fn event(&self, id: i64) -> Result<Option<Event>, StoreError>;
+    async fn deliveries_of(&self, event_id: i64) -> Result<Vec<Delivery>, StoreError>;
+    async fn counts(&self) -> Result<LogCounts, StoreError>;
+
+    /// Leases up to `limit` pending events (oldest first) to `owner` until `lease_until`.
+    /// An event whose lease expired (its processor died) is leased again. With several
+    /// processes on one PostgreSQL, no event is leased to two owners at once.
+    async fn lease_pending(
+        &self,
+        owner: &str,
+        now: Micros,
+        lease_until: Micros,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// Marks a leased event processed. Returns false when `owner` no longer holds the lease.
+    async fn complete_event(&self, id: i64, owner: &str, now: Micros) -> Result<bool, StoreError>;
+    /// Records a processing failure: the event goes back to pending (to retry after the lease)
+    /// or, when `permanent`, to failed.
+    async fn fail_event(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        permanent: bool,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Opens (and migrates) the store named by `url`.
+pub async fn open(url: &str, options: &OpenOptions) -> Result<SqlStore, StoreError> {
+    SqlStore::open(url, options).await
+}
+
+/// Store tuning that does not belong in the URL.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub sqlite_synchronous: crate::config::SqliteSync,
+    pub max_connections: u32,
+    /// How long to wait for a connection before reporting the store unavailable.
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            sqlite_synchronous: crate::config::SqliteSync::Full,
+            max_connections: 8,
+            acquire_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! One conformance suite, every store backend: each test below runs against SQLite and
+//! against PostgreSQL (when `REVSYNC_TEST_POSTGRES_URL` is set; `.ci/run` sets it).
+
+mod support;
+
+use std::sync::Arc;
+
+use revsync::store::{
+    Backend, EventStatus, Micros, NewDelivery, NewQuarantine, QuarantineStatus, Store, StoreError,
+};
+
+fn delivery(fingerprint: &str, reference: &str, body: &[u8]) -> NewDelivery {
+    NewDelivery {
+        kind: "ipn".into(),
+        received_at: Micros::now(),
+        content_type: "application/x-www-form-urlencoded".into(),
+        remote_addr: Some("127.0.0.1".into()),
+        signature_algorithm: "sha3-256".into(),
+        body: body.to_vec(),
+        fingerprint: fingerprint.into(),
+        reference: reference.into(),
+        customer_key: Some("cust-1".into()),
+    }
+}
+
+fn quarantined(reason: &str) -> NewQuarantine {
+    NewQuarantine {
+        received_at: Micros::now(),
+        path_kind: "ipn".into(),
+        content_type: "application/x-www-form-urlencoded".into(),
+        remote_addr: None,
+        reason: reason.into(),
+        body: b"REFNO=1&HASH=bad".to_vec(),
+        truncated: false,
+    }
+}
+
+async fn resend_is_one_event_with_every_delivery_kept(store: Arc<dyn Store>) {
+    // Bytes that are not valid UTF-8 must survive byte for byte.
+    let first = store
+        .append_deliveries(&[delivery("fp-a", "100", b"REFNO=100&X=\xff")])
+        .await
+        .unwrap();
+    assert!(first[0].new_event);
+    let again = store
+        .append_deliveries(&[delivery("fp-a", "100", b"REFNO=100&MESSAGE_ID=2")])
+        .await
+        .unwrap();
+    assert!(!again[0].new_event);
+    assert_eq!(first[0].event_id, again[0].event_id);
+    assert_ne!(first[0].delivery_id, again[0].delivery_id);
+
+    let event = store.event(first[0].event_id).await.unwrap().unwrap();
+    assert_eq!(event.delivery_count, 2);
+    assert_eq!(event.status, EventStatus::Pending);
+    assert_eq!(event.reference, "100");
+    assert_eq!(event.customer_key.as_deref(), Some("cust-1"));
+    let deliveries = store.deliveries_of(event.id).await.unwrap();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0].body, b"REFNO=100&X=\xff");
+    assert_eq!(deliveries[1].body, b"REFNO=100&MESSAGE_ID=2");
+}
+
+async fn batch_with_repeats_inside_it(store: Arc<dyn Store>) {
+    let batch = vec![
+        delivery("fp-1", "1", b"a"),
+        delivery("fp-2", "2", b"b"),
+        delivery("fp-1", "1", b"c"),
+    ];
+    let out = store.append_deliveries(&batch).await.unwrap();
+    assert_eq!(
+        out.iter().map(|a| a.new_event).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    assert_eq!(out[0].event_id, out[2].event_id);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts.events, counts.deliveries, counts.pending),
+        (2, 3, 2)
+    );
+    assert!(store.append_deliveries(&[]).await.unwrap().is_empty());
+}
+
+async fn concurrent_resends_make_one_event(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append_deliveries(&[delivery("fp-race", "7", format!("{i}").as_bytes())])
+                .await
+                .unwrap()[0]
+        }));
+    }
+    let mut new_events = 0;
+    let mut event_ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let a = t.await.unwrap();
+        new_events += usize::from(a.new_event);
+        event_ids.insert(a.event_id);
+    }
+    assert_eq!(new_events, 1);
+    assert_eq!(event_ids.len(), 1);
+    let event = store
+        .event(*event_ids.first().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.delivery_count, 16);
+}
+
+async fn quarantine_admit_once(store: Arc<dyn Store>) {
+    let held = store
+        .quarantine(&quarantined("signature rejected"))
+        .await
+        .unwrap();
+    let other = store.quarantine(&quarantined("malformed")).await.unwrap();
+    let entry = store.quarantined(held).await.unwrap().unwrap();
+    assert_eq!(entry.status, QuarantineStatus::Held);
+    assert_eq!(entry.reason, "signature rejected");
+    assert_eq!(entry.body, b"REFNO=1&HASH=bad");
+    assert!(store.quarantined(held + 1000).await.unwrap().is_none());
+
+    let appended = store
+        .admit_quarantined(held, &delivery("fp-q", "1", b"REFNO=1"))
+        .await
+        .unwrap();
+    assert!(appended.new_event);
+    let entry = store.quarantined(held).await.unwrap().unwrap();
+    assert_eq!(entry.status, QuarantineStatus::Admitted);
+    assert_eq!(entry.event_id, Some(appended.event_id));
+    assert!(entry.resolved_at.is_some());
+
+    // A second admit changes nothing.
+    let err = store
+        .admit_quarantined(held, &delivery("fp-q2", "1", b"REFNO=1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.counts().await.unwrap().events, 1);
+
+    let listed = store
+        .list_quarantine(Some(QuarantineStatus::Held), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), [other]);
+    assert_eq!(store.list_quarantine(None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.counts().await.unwrap().quarantined_held, 1);
+}
+
+async fn leases_give_each_event_one_owner(store: Arc<dyn Store>) {
+    let batch: Vec<_> = (0..5)
+        .map(|i| delivery(&format!("fp-l{i}"), &i.to_string(), b"x"))
+        .collect();
+    store.append_deliveries(&batch).await.unwrap();
+    let now = Micros::now();
+    let until = Micros(now.0 + 60_000_000);
+    let a = store.lease_pending("a", now, until, 3).await.unwrap();
+    let b = store.lease_pending("b", now, until, 10).await.unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(b.len(), 2);
+    assert!(a.iter().all(|e| !b.iter().any(|f| f.id == e.id)));
+    assert!(a.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert!(store
+        .lease_pending("c", now, until, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Only the owner completes.
+    assert!(!store.complete_event(a[0].id, "b", now).await.unwrap());
+    assert!(store.complete_event(a[0].id, "a", now).await.unwrap());
+    assert!(!store.complete_event(a[0].id, "a", now).await.unwrap());
+    // Permanent failure; transient failure goes back to pending after the lease.
+    assert!(store
+        .fail_event(a[1].id, "a", "bad data", true)
+        .await
+        .unwrap());
+    assert!(store
+        .fail_event(a[2].id, "a", "timeout", false)
+        .await
+        .unwrap());
+    let failed = store.event(a[1].id).await.unwrap().unwrap();
+    assert_eq!(failed.status, EventStatus::Failed);
+    assert_eq!(failed.last_error.as_deref(), Some("bad data"));
+    let retry = store.event(a[2].id).await.unwrap().unwrap();
+    assert_eq!(retry.status, EventStatus::Pending);
+    assert!(store
+        .lease_pending("c", now, until, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // After the leases run out, what is still pending is leased again (its owner died).
+    let later = Micros(until.0 + 1);
+    let again = store
+        .lease_pending("c", later, Micros(later.0 + 1), 10)
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = again.iter().map(|e| e.id).collect();
+    ids.sort();
+    let mut expected = vec![a[2].id, b[0].id, b[1].id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(again.iter().all(|e| e.attempts == 2));
+
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.processed, counts.failed, counts.pending), (1, 1, 3));
+}
+
+async fn ping_and_backend(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    assert!(matches!(
+        store.backend(),
+        Backend::Sqlite | Backend::Postgres
+    ));
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let s = crate::support::store::sqlite().await;
+                    super::$name(std::sync::Arc::new(s.store.clone())).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(s) = crate::support::store::postgres(stringify!($name)).await else {
+                        return;
+                    };
+                    super::$name(std::sync::Arc::new(s.store.clone())).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    resend_is_one_event_with_every_delivery_kept,
+    batch_with_repeats_inside_it,
+    concurrent_resends_make_one_event,
+    quarantine_admit_once,
+    leases_give_each_event_one_owner,
+    ping_and_backend,
+);
+
+#[tokio::test]
+async fn sqlite_reopen_keeps_the_log_and_migrations_are_idempotent() {
+    let s = support::store::sqlite().await;
+    s.store
+        .append_deliveries(&[delivery("fp-r", "9", b"body")])
+        .await
+        .unwrap();
+    s.store.close().await;
+    let reopened = revsync::store::open(&s.url, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(reopened.counts().await.unwrap().deliveries, 1);
+}
+
+#[tokio::test]
+async fn bad_store_urls_are_config_errors() {
+    let err = revsync::store::open("mysql://x", &Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err}");
+    let quick = revsync::store::OpenOptions {
+        acquire_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let err = revsync::store::open("postgres://revsync:hunter2@127.0.0.1:1/none", &quick)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}

@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod store;
+
+use std::sync::Arc;
+
+use revsync::app::App;
+use revsync::config::{Config, SecretRef};
+use revsync::store::Store;
+use tokio_util::sync::CancellationToken;
+use twocheckout::signature::SecretKey;
+
+/// The Secret Key every test app is configured with.
+pub const SECRET: &str = "test-secret-key-Ω";
+/// The INS Secret Word every test app is configured with.
+pub const SECRET_WORD: &str = "tango";
+
+/// A revsync instance on port 0 with a fresh store, as a test sees it.
+pub struct TestApp {
+    pub app: App,
+    pub url: String,
+    pub store: Arc<dyn Store>,
+    pub key: SecretKey,
+    pub http: reqwest::Client,
+    _store: Option<store::TestStore>,
+}
+
+/// The configuration test apps run with (keys inline; every algorithm accepted).
+pub fn test_config(store_url: &str) -> Config {
+    let mut config = Config::default();
+    config.store.url = store_url.to_owned();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.max_body_bytes = 16 * 1024;
+    config.twocheckout.secret_key = Some(SecretRef::Value(SECRET.into()));
+    config.twocheckout.ins_secret_word = Some(SecretRef::Value(SECRET_WORD.into()));
+    config.twocheckout.minimum_algorithm = "md5".into();
+    config
+}
+
+/// Starts revsync on a fresh SQLite store.
+pub async fn spawn_app() -> TestApp {
+    let s = store::sqlite().await;
+    let config = test_config(&s.url);
+    let store: Arc<dyn Store> = Arc::new(s.store.clone());
+    spawn_app_with(config, store, Some(s)).await
+}
+
+/// Starts revsync with a given config and store (e.g. one that fails on purpose).
+pub async fn spawn_app_with(
+    config: Config,
+    store: Arc<dyn Store>,
+    keep: Option<store::TestStore>,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = App::start_with_store(&config, store.clone(), listener, CancellationToken::new())
+        .await
+        .expect("app starts");
+    TestApp {
+        url: app.url(),
+        app,
+        store,
+        key: SecretKey::new(SECRET.as_bytes().to_vec()),
+        http: reqwest::Client::new(),
+        _store: keep,
+    }
+}
+
+impl TestApp {
+    /// Posts a form body to `/2checkout/{kind}`.
+    pub async fn post(&self, kind: &str, body: impl Into<Vec<u8>>) -> (u16, String) {
+        self.post_as(kind, "application/x-www-form-urlencoded", body)
+            .await
+    }
+
+    pub async fn post_as(
+        &self,
+        kind: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> (u16, String) {
+        let response = self
+            .http
+            .post(format!("{}/2checkout/{kind}", self.url))
+            .header("content-type", content_type)
+            .body(body.into())
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+}
+
+use twocheckout::form::FormBody;
+use twocheckout::signature::{self, Algorithm};
+
+/// A realistic completed-order IPN (fields in 2Checkout's order), unsigned.
+pub fn ipn_form(refno: &str, message_id: &str, ipn_date: &str) -> FormBody {
+    let mut f = FormBody::new();
+    f.push_scalar("GIFT_ORDER", "0");
+    f.push_scalar("SALEDATE", "2026-11-30 10:01:02");
+    f.push_scalar("PAYMENTDATE", "2026-11-30 10:01:40");
+    f.push_scalar("REFNO", refno);
+    f.push_scalar("REFNOEXT", "");
+    f.push_scalar("ORDERNO", "4411");
+    f.push_scalar("ORDERSTATUS", "COMPLETE");
+    f.push_scalar("PAYMETHOD", "Visa/MasterCard");
+    f.push_scalar("PAYMETHOD_CODE", "CCVISAMC");
+    f.push_scalar("FIRSTNAME", "Álvaro");
+    f.push_scalar("LASTNAME", "Coutinho");
+    f.push_scalar("COMPANY", "Acme Ltda.");
+    f.push_scalar("ADDRESS1", "R. Álvaro Coutinho 14");
+    f.push_scalar("CITY", "São Paulo");
+    f.push_scalar("COUNTRY", "Brazil");
+    f.push_scalar("COUNTRY_CODE", "br");
+    f.push_scalar("CUSTOMEREMAIL", "alvaro@acme.example");
+    f.push_scalar("AVANGATE_CUSTOMER_REFERENCE", "77001");
+    f.push_scalar("EXTERNAL_CUSTOMER_REFERENCE", "");
+    f.push_array("IPN_PID", &["40898000"]);
+    f.push_array("IPN_PNAME", &["Software program"]);
+    f.push_array("IPN_PCODE", &["SW-PRO"]);
+    f.push_array("IPN_QTY", &["1"]);
+    f.push_array("IPN_PRICE", &["100.00"]);
+    f.push_array("IPN_VAT", &["19.00"]);
+    f.push_array("IPN_TOTAL", &["119.00"]);
+    f.push_array("IPN_LICENSE_TYPE", &["REGULAR"]);
+    f.push_array("IPN_LICENSE_REF", &["XRILXB9ZI3"]);
+    f.push_scalar("CURRENCY", "USD");
+    f.push_scalar("IPN_TOTALGENERAL", "119.00");
+    f.push_scalar("MESSAGE_ID", message_id);
+    f.push_scalar("MESSAGE_TYPE", "COMPLETE");
+    f.push_scalar("FRAUD_STATUS", "APPROVED");
+    f.push_scalar("CHARGEBACK_RESOLUTION", "NONE");
+    f.push_scalar("IPN_DATE", ipn_date);
+    f
+}
+
+/// The same, signed with every algorithm under [`SECRET`].
+pub fn signed_ipn(refno: &str, message_id: &str, ipn_date: &str) -> FormBody {
+    let mut f = ipn_form(refno, message_id, ipn_date);
+    signature::sign(
+        &mut f,
+        &SecretKey::new(SECRET.as_bytes().to_vec()),
+        &[Algorithm::Md5, Algorithm::Sha256, Algorithm::Sha3_256],
+    );
+    f
+}
