@@ -13,6 +13,23 @@
 //! backoff, batching policy and budget decisions belong to the caller; this crate only
 //! re-authenticates once on an expired session and replays that one request.
 //!
+//! ```no_run
+//! use salesforce::{Client, ClientCredentials, Credentials, ErrorClass};
+//! # async fn demo() -> Result<(), salesforce::SalesforceError> {
+//! let creds = Credentials::ClientCredentials(ClientCredentials::new(
+//!     "consumer-key", "consumer-secret", "https://acme.my.salesforce.com"));
+//! let client = Client::builder(creds).max_in_flight(8).build()?;
+//! match client.upsert("Account", "TwoCheckout_Customer_Ref__c", "C/123",
+//!                     &serde_json::json!({"Name": "Acme Ltd"})).await {
+//!     Ok(r) => println!("{} created={}", r.id, r.created),
+//!     Err(e) if e.class() == ErrorClass::DuplicateRace => { /* retry once */ }
+//!     Err(e) if e.class().is_retryable() => { /* backoff, retry */ }
+//!     Err(e) => { /* dead-letter with e.errors() */ }
+//! }
+//! println!("api usage: {:?}", client.api_usage());
+//! # Ok(()) }
+//! ```
+//!
 //! Protocol facts come from `shared/reference/salesforce.md`; items that reference marks
 //! UNCONFIRMED are flagged in the doc comments where they shape behaviour.
 
