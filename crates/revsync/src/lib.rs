@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod ingest;
+pub mod intent;
 pub mod processor;
 pub mod server;
 pub mod store;
