@@ -17,7 +17,7 @@
 //!   or from a flat key with the dotted name.
 
 use crate::client::{Body, Client, Request};
-use crate::error::{ApiError, SalesforceError, TransportKind};
+use crate::error::{ApiError, ErrorClass, SalesforceError, TransportKind};
 use crate::soql::is_identifier;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// Maximum raw CSV size per upload (150 MB limit after base64 → keep raw ≤ 100 MB).
 pub const MAX_UPLOAD_BYTES: usize = 100 * 1024 * 1024;
+/// Consecutive transient poll failures tolerated by [`Client::bulk_wait`].
+pub const MAX_FAILED_POLLS: u32 = 5;
 /// Cell value that sets a field to null.
 pub const NULL_CELL: &str = "#N/A";
 
@@ -473,7 +475,8 @@ impl Client {
     }
 
     /// Poll with exponential backoff until the job is terminal; returns the final info
-    /// whatever the terminal state. Each poll is one API call.
+    /// whatever the terminal state. Each poll is one API call. Up to [`MAX_FAILED_POLLS`]
+    /// consecutive transient poll failures are tolerated (not a daily-limit refusal).
     pub async fn bulk_wait(
         &self,
         job_id: &str,
@@ -481,8 +484,30 @@ impl Client {
     ) -> Result<JobInfo, SalesforceError> {
         let started = Instant::now();
         let mut delay = policy.initial_delay;
+        let mut failed_polls = 0u32;
         loop {
-            let info = self.bulk_job(job_id).await?;
+            let info = match self.bulk_job(job_id).await {
+                Ok(info) => {
+                    failed_polls = 0;
+                    info
+                }
+                // A failed poll does not fail the job: keep polling through short blips.
+                Err(e)
+                    if failed_polls < MAX_FAILED_POLLS
+                        && matches!(
+                            e.class(),
+                            ErrorClass::Transient | ErrorClass::LimitExceeded
+                        )
+                        && e.limit_kind() != Some(crate::error::LimitKind::Daily) =>
+                {
+                    failed_polls += 1;
+                    tracing::warn!(job_id, error = %e, failed_polls, "bulk job poll failed; will poll again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * policy.multiplier.max(1)).min(policy.max_delay);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if info.state.is_terminal() {
                 return Ok(info);
             }
@@ -600,7 +625,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorClass;
     use proptest::prelude::*;
     use serde_json::json;
 

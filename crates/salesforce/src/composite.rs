@@ -116,6 +116,17 @@ impl GraphNode {
         format!("@{{{reference_id}.{field}}}")
     }
 
+    /// The external id field of a `PATCH /sobjects/{Object}/{Field}/{value}` node.
+    fn upsert_key(&self) -> Option<String> {
+        if self.method != SubMethod::Patch {
+            return None;
+        }
+        let path = self.url.split('?').next().unwrap_or_default();
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let i = segs.iter().position(|s| *s == "sobjects")?;
+        (segs.len() == i + 4).then(|| segs[i + 2].to_owned())
+    }
+
     /// (version, method, object) — what the graph limits call a "node type".
     fn node_type(&self) -> (String, SubMethod, String) {
         let mut parts = self.url.trim_start_matches('/').split('/');
@@ -255,6 +266,10 @@ pub struct SubResponse {
     pub http_status_code: u16,
     /// The subrequest's reference id.
     pub reference_id: String,
+    /// External id field when the subrequest was an upsert by external id (set by the client
+    /// from the request; used to tell an insert race from another unique-field clash).
+    #[serde(skip)]
+    pub upsert_key: Option<String>,
 }
 
 impl SubResponse {
@@ -269,6 +284,11 @@ impl SubResponse {
             return Vec::new();
         }
         let mut errors = parse_error_items(&self.body);
+        if let Some(key) = &self.upsert_key {
+            for e in &mut errors {
+                e.refine_for_external_id(key);
+            }
+        }
         if errors.is_empty() {
             let class = crate::error::class_for_status(self.http_status_code);
             let mut e = ApiError::new(
@@ -503,6 +523,14 @@ pub fn parse_collection_response(
         .collect())
 }
 
+fn annotate_upsert_keys(responses: &mut [SubResponse], nodes: &[GraphNode]) {
+    for r in responses {
+        if let Some(n) = nodes.iter().find(|n| n.reference_id == r.reference_id) {
+            r.upsert_key = n.upsert_key();
+        }
+    }
+}
+
 /// Give each record `attributes.type = sobject` unless it already has attributes.
 fn with_type(records: &[Value], sobject: &str) -> Result<Vec<Value>, SalesforceError> {
     records
@@ -544,7 +572,9 @@ impl Client {
         }
         let req = Request::new(Method::POST, self.data_path("composite")).json(request)?;
         let resp = self.execute(req).await?.error_for_status()?;
-        resp.json("composite")
+        let mut out: CompositeResponse = resp.json("composite")?;
+        annotate_upsert_keys(&mut out.composite_response, &request.composite_request);
+        Ok(out)
     }
 
     /// `POST /composite/graph`: one API call for up to 75 independent all-or-nothing graphs.
@@ -558,7 +588,12 @@ impl Client {
         request.validate()?;
         let req = Request::new(Method::POST, self.data_path("composite/graph")).json(&request)?;
         let resp = self.execute(req).await?.error_for_status()?;
-        let results = parse_graph_response(&resp.body)?;
+        let mut results = parse_graph_response(&resp.body)?;
+        for r in &mut results {
+            if let Some(g) = graphs.iter().find(|g| g.graph_id == r.graph_id) {
+                annotate_upsert_keys(&mut r.responses, &g.nodes);
+            }
+        }
         let failed = results.iter().filter(|g| !g.is_successful).count();
         tracing::debug!(graphs = results.len(), failed, "composite graph done");
         Ok(results)
@@ -862,6 +897,7 @@ mod tests {
             http_headers: BTreeMap::new(),
             http_status_code: 503,
             reference_id: "x".into(),
+            upsert_key: None,
         };
         assert_eq!(odd.errors()[0].class, ErrorClass::Transient);
     }
@@ -918,6 +954,26 @@ mod tests {
         let items = parse_collection_response(body, Some("Ext__c")).unwrap();
         assert_eq!(items[0].class(), Some(ErrorClass::DuplicateRace));
         assert_eq!(items[1].class(), Some(ErrorClass::Permanent));
+    }
+
+    #[test]
+    fn graph_node_upsert_key_refines_duplicate_value() {
+        let node =
+            GraphNode::upsert("v62.0", "acct", "Account", "Ext__c", "a/b", json!({})).unwrap();
+        assert_eq!(node.upsert_key().as_deref(), Some("Ext__c"));
+        let create = GraphNode::create("v62.0", "c", "Account", json!({})).unwrap();
+        assert_eq!(create.upsert_key(), None);
+        let body = json!([{"errorCode":"DUPLICATE_VALUE","message":"duplicate value found: Other__c duplicates value on record with id: 0015500001QdQWaAAN"}]);
+        let mut responses = vec![SubResponse {
+            body,
+            http_headers: BTreeMap::new(),
+            http_status_code: 400,
+            reference_id: "acct".into(),
+            upsert_key: None,
+        }];
+        assert_eq!(responses[0].errors()[0].class, ErrorClass::DuplicateRace);
+        annotate_upsert_keys(&mut responses, &[node]);
+        assert_eq!(responses[0].errors()[0].class, ErrorClass::Permanent);
     }
 
     #[test]

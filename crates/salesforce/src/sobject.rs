@@ -28,6 +28,13 @@ pub(crate) fn check_ext_value(value: &str) -> Result<(), SalesforceError> {
             "external id value must not be empty".to_owned(),
         ));
     }
+    // URL parsers treat `%2E` and `%2E%2E` segments as `.`/`..` and remove them, so such a
+    // value cannot be sent as a path segment at all.
+    if value == "." || value == ".." {
+        return Err(SalesforceError::InvalidRequest(format!(
+            "external id value {value:?} cannot be used in a URL path"
+        )));
+    }
     Ok(())
 }
 
@@ -375,6 +382,9 @@ mod tests {
         assert!(upsert_suffix("Account/../x", "F__c", "v").is_err());
         assert!(upsert_suffix("Account", "F__c?x", "v").is_err());
         assert!(upsert_suffix("Account", "F__c", "").is_err());
+        assert!(upsert_suffix("Account", "F__c", ".").is_err());
+        assert!(upsert_suffix("Account", "F__c", "..").is_err());
+        assert!(upsert_suffix("Account", "F__c", "...").is_ok());
         assert!(check_record_id("001000000000001AAA").is_ok());
         assert!(check_record_id("001/../x").is_err());
     }
@@ -382,6 +392,7 @@ mod tests {
     proptest! {
         #[test]
         fn encoded_segment_is_one_segment_and_decodes_back(v in any::<String>()) {
+            prop_assume!(check_ext_value(&v).is_ok());
             let enc = encode_path_segment(&v);
             prop_assert!(enc.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_~%".contains(&b)));
             let url = url::Url::parse(&format!("https://x.example/a/{enc}/z")).unwrap();
