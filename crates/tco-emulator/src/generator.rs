@@ -391,7 +391,7 @@ impl Generator {
                 ));
             }
             ScenarioKind::Renewal => {
-                let sub = self.pick_subscription(&mut out, index);
+                let sub = self.pick_subscription(&mut out);
                 self.advance(60, 60 * 24);
                 let order = self.renewal_order(&sub, false);
                 self.authorized_then_complete(&order, kind, &mut out);
@@ -416,7 +416,7 @@ impl Generator {
                 }
             }
             ScenarioKind::Lcn(event) => {
-                let sub = self.pick_subscription(&mut out, index);
+                let sub = self.pick_subscription(&mut out);
                 self.advance(60, 60 * 24 * 3);
                 let sub = self.apply_lcn_event(&sub, event);
                 out.push(self.lcn(&sub, kind, event));
@@ -482,7 +482,7 @@ impl Generator {
 
     /// An existing subscription, or a new order that creates one (its IPNs are added
     /// to `out`).
-    fn pick_subscription(&mut self, out: &mut Vec<Delivery>, _index: usize) -> Subscription {
+    fn pick_subscription(&mut self, out: &mut Vec<Delivery>) -> Subscription {
         let live: Vec<usize> = (0..self.subscriptions.len()).collect();
         if !live.is_empty() && self.rng.gen_bool(0.7) {
             let i = *live.choose(&mut self.rng).unwrap_or(&0);

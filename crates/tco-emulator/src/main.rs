@@ -125,11 +125,11 @@ async fn main() -> anyhow::Result<()> {
     let summary = RunSummary::of(&reports);
     println!("{}", serde_json::to_string_pretty(&summary)?);
     if summary.gave_up > 0 {
-        anyhow::bail!(
+        eprintln!(
             "{} of {} notifications were never acknowledged",
-            summary.gave_up,
-            summary.deliveries
+            summary.gave_up, summary.deliveries
         );
+        std::process::exit(1);
     }
     Ok(())
 }
