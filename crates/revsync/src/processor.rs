@@ -1,6 +1,9 @@
 //! The event processor: leases pending events from the log, hands each (with its typed
-//! notification) to an [`EventHandler`], and records the outcome. Processing is
-//! at-least-once; handlers make it exactly-once in effect by writing keyed, idempotent state.
+//! notification) to an [`EventHandler`], and commits the [`Effects`] it returns (ledger
+//! records and record intents) in the same transaction that marks the event processed. An
+//! event's effects are therefore applied exactly once, even though a crashed processor's
+//! events are leased again: either the commit happened (and the event is no longer pending)
+//! or nothing of it did.
 //!
 //! Several processors (threads or processes sharing PostgreSQL) can run at once: the lease in
 //! the store keeps an event with one owner at a time, and an event whose owner died is leased
@@ -14,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use twocheckout::form::FormBody;
 use twocheckout::notification::{Kind, Notification};
 
-use crate::store::{Event, Micros, Store, StoreError};
+use crate::store::{Effects, Event, Micros, Store, StoreError};
 
 /// What a handler says about a failure.
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +30,20 @@ pub enum HandleError {
     Permanent(String),
 }
 
-/// Turns one event into state. Must be idempotent: it may see the same event twice.
+/// Turns one event into effects. It may read the store, but writes nothing itself: the
+/// processor commits what it returns. A version conflict makes the processor call it again
+/// with fresh state.
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
-    async fn handle(&self, event: &Event, notification: &Notification) -> Result<(), HandleError>;
+    async fn handle(
+        &self,
+        event: &Event,
+        notification: &Notification,
+    ) -> Result<Effects, HandleError>;
 }
+
+/// How often a handler is re-run when the records it read changed before its commit.
+const CONFLICT_RETRIES: usize = 5;
 
 /// Leases and processes events until cancelled.
 pub struct Processor {
@@ -57,14 +69,12 @@ impl Processor {
         let mut completed = 0;
         for event in events {
             match self.process(&event).await {
-                Ok(()) => {
-                    if self
-                        .store
-                        .complete_event(event.id, &self.owner, Micros::now())
-                        .await?
-                    {
-                        completed += 1;
-                    }
+                Ok(true) => completed += 1,
+                Ok(false) => {
+                    tracing::warn!(
+                        event_id = event.id,
+                        "lease lost before commit; another processor has the event"
+                    );
                 }
                 Err(e) => {
                     let permanent = matches!(e, HandleError::Permanent(_));
@@ -78,7 +88,8 @@ impl Processor {
         Ok(completed)
     }
 
-    async fn process(&self, event: &Event) -> Result<(), HandleError> {
+    /// Handles and commits one event; `Ok(false)` when the lease was lost.
+    async fn process(&self, event: &Event) -> Result<bool, HandleError> {
         // Every delivery of an event carries the same semantic fields; the first suffices.
         let deliveries = self
             .store
@@ -97,7 +108,23 @@ impl Processor {
             FormBody::parse(&first.body).map_err(|e| HandleError::Permanent(e.to_string()))?;
         let notification =
             Notification::parse(kind, &form).map_err(|e| HandleError::Permanent(e.to_string()))?;
-        self.handler.handle(event, &notification).await
+        for _ in 0..CONFLICT_RETRIES {
+            let effects = self.handler.handle(event, &notification).await?;
+            match self
+                .store
+                .commit_event(event.id, &self.owner, &effects, Micros::now())
+                .await
+            {
+                Ok(committed) => return Ok(committed),
+                Err(StoreError::Conflict(what)) => {
+                    tracing::debug!(event_id = event.id, %what, "ledger changed under the handler; retrying");
+                }
+                Err(e) => return Err(HandleError::Retry(e.to_string())),
+            }
+        }
+        Err(HandleError::Retry(format!(
+            "ledger records kept changing over {CONFLICT_RETRIES} attempts"
+        )))
     }
 
     /// Runs until `shutdown` is cancelled.

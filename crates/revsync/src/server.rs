@@ -20,13 +20,13 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::NotificationKeys;
 use crate::ingest::{verify_delivery, GroupCommitter, Rejection};
-use crate::store::{Micros, NewQuarantine, Store};
+use crate::store::{EventLog, Micros, NewQuarantine};
 use crate::telemetry;
 
 /// Everything the request handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn EventLog>,
     pub keys: Arc<NotificationKeys>,
     pub committer: GroupCommitter,
     pub max_body_bytes: usize,

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use revsync::intent::RecordIntent;
 use revsync::processor::{EventHandler, HandleError, Processor};
 use revsync::store::{
-    Appended, Backend, Delivery, Event, LogCounts, Micros, NewDelivery, NewQuarantine,
-    QuarantineEntry, QuarantineStatus, SqlStore, Store, StoreError,
+    Appended, Backend, Delivery, Effects, Engine, Event, EventLog, LedgerRecord, LogCounts, Micros,
+    NewDelivery, NewQuarantine, QuarantineEntry, QuarantineStatus, SqlStore, Store, StoreError,
 };
 use support::{signed_ipn, spawn_app, spawn_app_with, test_config, SECRET_WORD};
 use twocheckout::form::FormBody;
@@ -54,10 +55,10 @@ struct Counting(AtomicUsize);
 
 #[async_trait]
 impl EventHandler for Counting {
-    async fn handle(&self, _: &Event, n: &Notification) -> Result<(), HandleError> {
+    async fn handle(&self, _: &Event, n: &Notification) -> Result<Effects, HandleError> {
         assert_eq!(n.reference(), "300000001");
         self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(Effects::default())
     }
 }
 
@@ -345,7 +346,7 @@ struct FaultyStore {
 }
 
 #[async_trait]
-impl Store for FaultyStore {
+impl EventLog for FaultyStore {
     fn backend(&self) -> Backend {
         self.inner.backend()
     }
@@ -393,11 +394,33 @@ impl Store for FaultyStore {
     ) -> Result<Vec<Event>, StoreError> {
         self.inner.lease_pending(o, n, u, l).await
     }
-    async fn complete_event(&self, id: i64, o: &str, n: Micros) -> Result<bool, StoreError> {
-        self.inner.complete_event(id, o, n).await
-    }
     async fn fail_event(&self, id: i64, o: &str, e: &str, p: bool) -> Result<bool, StoreError> {
         self.inner.fail_event(id, o, e, p).await
+    }
+}
+
+#[async_trait]
+impl Engine for FaultyStore {
+    async fn ledger_records(
+        &self,
+        k: &[(String, String)],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.inner.ledger_records(k).await
+    }
+    async fn ledger_records_of_kind(&self, k: &str) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.inner.ledger_records_of_kind(k).await
+    }
+    async fn commit_event(
+        &self,
+        id: i64,
+        o: &str,
+        e: &Effects,
+        n: Micros,
+    ) -> Result<bool, StoreError> {
+        self.inner.commit_event(id, o, e, n).await
+    }
+    async fn enqueue(&self, i: &[RecordIntent], n: Micros) -> Result<(), StoreError> {
+        self.inner.enqueue(i, n).await
     }
 }
 

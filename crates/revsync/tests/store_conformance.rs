@@ -5,8 +5,10 @@ mod support;
 
 use std::sync::Arc;
 
+use revsync::intent::{Priority, RecordIntent, RecordKey};
 use revsync::store::{
-    Backend, EventStatus, Micros, NewDelivery, NewQuarantine, QuarantineStatus, Store, StoreError,
+    Backend, Effects, EventLog, EventStatus, Micros, NewDelivery, NewQuarantine, QuarantineStatus,
+    RecordWrite, Store, StoreError,
 };
 
 fn delivery(fingerprint: &str, reference: &str, body: &[u8]) -> NewDelivery {
@@ -168,9 +170,19 @@ async fn leases_give_each_event_one_owner(store: Arc<dyn Store>) {
         .is_empty());
 
     // Only the owner completes.
-    assert!(!store.complete_event(a[0].id, "b", now).await.unwrap());
-    assert!(store.complete_event(a[0].id, "a", now).await.unwrap());
-    assert!(!store.complete_event(a[0].id, "a", now).await.unwrap());
+    let nothing = Effects::default();
+    assert!(!store
+        .commit_event(a[0].id, "b", &nothing, now)
+        .await
+        .unwrap());
+    assert!(store
+        .commit_event(a[0].id, "a", &nothing, now)
+        .await
+        .unwrap());
+    assert!(!store
+        .commit_event(a[0].id, "a", &nothing, now)
+        .await
+        .unwrap());
     // Permanent failure; transient failure goes back to pending after the lease.
     assert!(store
         .fail_event(a[1].id, "a", "bad data", true)
@@ -216,6 +228,128 @@ async fn ping_and_backend(store: Arc<dyn Store>) {
     ));
 }
 
+fn write(key: &str, body: &str, expected_version: Option<i64>) -> RecordWrite {
+    RecordWrite {
+        kind: "order".into(),
+        key: key.into(),
+        customer_key: Some("cust-1".into()),
+        body: body.into(),
+        expected_version,
+    }
+}
+
+fn account_intent(fields: serde_json::Value) -> RecordIntent {
+    RecordIntent {
+        sobject: "Account".into(),
+        key: RecordKey::external("TwoCheckout_Customer_Ref__c", "cust-1"),
+        fields: serde_json::from_value(fields).unwrap(),
+        partition: "cust-1".into(),
+        priority: Priority::Payment,
+    }
+}
+
+/// Leases the only pending event for `owner`.
+async fn lease_one(store: &Arc<dyn Store>, fingerprint: &str) -> i64 {
+    store
+        .append_deliveries(&[delivery(fingerprint, "1", b"x")])
+        .await
+        .unwrap();
+    let now = Micros::now();
+    let leased = store
+        .lease_pending("p", now, Micros(now.0 + 60_000_000), 1)
+        .await
+        .unwrap();
+    leased[0].id
+}
+
+async fn commit_event_is_all_or_nothing_with_versions(store: Arc<dyn Store>) {
+    let e1 = lease_one(&store, "fp-c1").await;
+    let effects = Effects {
+        records: vec![write("o1", r#"{"status":"COMPLETE"}"#, None)],
+        intents: vec![account_intent(serde_json::json!({"Name": "Acme"}))],
+    };
+    assert!(store
+        .commit_event(e1, "p", &effects, Micros::now())
+        .await
+        .unwrap());
+    let keys = [("order".to_string(), "o1".to_string())];
+    let records = store.ledger_records(&keys).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].version, 1);
+    assert_eq!(
+        store.event(e1).await.unwrap().unwrap().status,
+        EventStatus::Processed
+    );
+
+    // A write against a stale version fails and leaves nothing behind: not the other
+    // record, not the intent, not the event's completion.
+    let e2 = lease_one(&store, "fp-c2").await;
+    let stale = Effects {
+        records: vec![
+            write("o2", "{}", None),
+            write("o1", r#"{"status":"REFUND"}"#, Some(0)),
+        ],
+        intents: vec![account_intent(serde_json::json!({"Phone": "1"}))],
+    };
+    let err = store
+        .commit_event(e2, "p", &stale, Micros::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let all = store.ledger_records_of_kind("order").await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].body, r#"{"status":"COMPLETE"}"#);
+    assert_eq!(
+        store.event(e2).await.unwrap().unwrap().status,
+        EventStatus::Pending
+    );
+    // Creating a record that exists is a conflict too.
+    let dup = Effects {
+        records: vec![write("o1", "{}", None)],
+        intents: vec![],
+    };
+    assert!(matches!(
+        store.commit_event(e2, "p", &dup, Micros::now()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // With the right version it goes through, and the version moves on.
+    let fresh = Effects {
+        records: vec![write("o1", r#"{"status":"REFUND"}"#, Some(1))],
+        intents: vec![],
+    };
+    assert!(store
+        .commit_event(e2, "p", &fresh, Micros::now())
+        .await
+        .unwrap());
+    let records = store.ledger_records(&keys).await.unwrap();
+    assert_eq!(
+        (records[0].version, records[0].body.as_str()),
+        (2, r#"{"status":"REFUND"}"#)
+    );
+    assert!(store
+        .ledger_records(&[("order".into(), "missing".into())])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn lost_lease_commits_nothing(store: Arc<dyn Store>) {
+    let e = lease_one(&store, "fp-lost").await;
+    let effects = Effects {
+        records: vec![write("o9", "{}", None)],
+        intents: vec![account_intent(serde_json::json!({"Name": "X"}))],
+    };
+    assert!(!store
+        .commit_event(e, "someone-else", &effects, Micros::now())
+        .await
+        .unwrap());
+    assert!(store
+        .ledger_records_of_kind("order")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -248,6 +382,8 @@ conformance!(
     quarantine_admit_once,
     leases_give_each_event_one_owner,
     ping_and_backend,
+    commit_event_is_all_or_nothing_with_versions,
+    lost_lease_commits_nothing,
 );
 
 #[tokio::test]

@@ -163,7 +163,7 @@ async fn wait_for_signal() {
 }
 
 async fn status(config: &Config) -> anyhow::Result<ExitCode> {
-    use revsync::store::Store;
+    use revsync::store::EventLog;
     let store =
         revsync::store::open(&config.store.url, &revsync::app::open_options(config)).await?;
     let c = store.counts().await?;

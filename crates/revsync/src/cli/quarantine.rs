@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use revsync::config::Config;
 use revsync::ingest::admit_quarantined;
-use revsync::store::{QuarantineStatus, Store};
+use revsync::store::{EventLog, QuarantineStatus};
 
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
@@ -116,7 +116,7 @@ pub async fn run(config: &Config, cmd: QuarantineCommand) -> anyhow::Result<Exit
 }
 
 async fn admit(
-    store: &dyn Store,
+    store: &dyn EventLog,
     keys: &revsync::config::NotificationKeys,
     id: i64,
 ) -> Result<String, String> {

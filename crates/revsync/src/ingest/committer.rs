@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::store::{Appended, NewDelivery, Store, StoreError};
+use crate::store::{Appended, EventLog, NewDelivery, StoreError};
 
 /// Why a delivery was not committed. Nothing was acknowledged; the sender should retry.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,7 +32,7 @@ pub struct GroupCommitter {
 
 impl GroupCommitter {
     /// Starts the writer task.
-    pub fn spawn(store: Arc<dyn Store>, max_batch: usize) -> (GroupCommitter, JoinHandle<()>) {
+    pub fn spawn(store: Arc<dyn EventLog>, max_batch: usize) -> (GroupCommitter, JoinHandle<()>) {
         let max_batch = max_batch.max(1);
         let (queue, mut rx) = mpsc::channel::<(NewDelivery, Waiter)>(max_batch * 4);
         let writer = tokio::spawn(async move {

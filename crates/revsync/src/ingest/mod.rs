@@ -19,7 +19,7 @@ use twocheckout::receipt::ReceiptError;
 use twocheckout::signature::{Algorithm, SecretKey, SignatureError};
 
 use crate::config::NotificationKeys;
-use crate::store::{Appended, Micros, NewDelivery, QuarantineStatus, Store, StoreError};
+use crate::store::{Appended, EventLog, Micros, NewDelivery, QuarantineStatus, StoreError};
 
 /// The only content type 2Checkout posts notifications with.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
@@ -233,7 +233,7 @@ pub enum AdmitError {
 /// to the event log (as a new delivery received now) and marks the entry admitted — in one
 /// transaction, so an entry is admitted at most once.
 pub async fn admit_quarantined(
-    store: &dyn Store,
+    store: &dyn EventLog,
     keys: &NotificationKeys,
     id: i64,
 ) -> Result<Appended, AdmitError> {

@@ -10,9 +10,12 @@
 //! backends sort and compare them the same way.
 
 mod sql;
+mod sql_engine;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+
+use crate::intent::RecordIntent;
 
 pub use sql::SqlStore;
 
@@ -224,10 +227,11 @@ pub struct LogCounts {
     pub quarantined_held: i64,
 }
 
-/// The one store interface. Every method is one transaction: it either commits entirely
-/// (and then returns `Ok`) or changes nothing.
+/// The event log: deliveries, events, quarantine, and the leases of event processing.
+/// Every method is one transaction: it either commits entirely (and returns `Ok`) or changes
+/// nothing.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// A cheap round trip, for `/readyz`.
@@ -266,8 +270,6 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Micros,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError>;
-    /// Marks a leased event processed. Returns false when `owner` no longer holds the lease.
-    async fn complete_event(&self, id: i64, owner: &str, now: Micros) -> Result<bool, StoreError>;
     /// Records a processing failure: the event goes back to pending (to retry after the lease)
     /// or, when `permanent`, to failed.
     async fn fail_event(
@@ -277,6 +279,68 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         permanent: bool,
     ) -> Result<bool, StoreError>;
+}
+
+/// The engine's state: ledger records, and the commit that makes an event's effects durable
+/// together with the event's completion.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Loads ledger records by `(kind, key)`; missing ones are simply absent.
+    async fn ledger_records(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<LedgerRecord>, StoreError>;
+    /// Every ledger record of one kind (rollups, reconciliation), ordered by key.
+    async fn ledger_records_of_kind(&self, kind: &str) -> Result<Vec<LedgerRecord>, StoreError>;
+
+    /// In ONE transaction: writes the ledger records (each checked against the version it was
+    /// read at), enqueues the intents into the outbox (merging into pending intents for the
+    /// same record) and marks the event processed. Returns `Ok(false)` when `owner` no longer
+    /// holds the event's lease (nothing written), `Err(Conflict)` when a record changed since
+    /// it was read (nothing written; read again and retry).
+    async fn commit_event(
+        &self,
+        event_id: i64,
+        owner: &str,
+        effects: &Effects,
+        now: Micros,
+    ) -> Result<bool, StoreError>;
+
+    /// Enqueues intents that come from no event (rollups, backfills, replays).
+    async fn enqueue(&self, intents: &[RecordIntent], now: Micros) -> Result<(), StoreError>;
+}
+
+/// The one store interface: every backend implements all of it, and one conformance suite
+/// checks every backend.
+pub trait Store: EventLog + Engine {}
+impl<T: EventLog + Engine> Store for T {}
+
+/// A ledger entity as stored: a JSON document with an optimistic version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    pub kind: String,
+    pub key: String,
+    pub customer_key: Option<String>,
+    pub body: String,
+    pub version: i64,
+}
+
+/// A ledger write, checked against the version the record was read at (`None`: it must not
+/// exist yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    pub kind: String,
+    pub key: String,
+    pub customer_key: Option<String>,
+    pub body: String,
+    pub expected_version: Option<i64>,
+}
+
+/// What processing one event changes: ledger records and record intents.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    pub records: Vec<RecordWrite>,
+    pub intents: Vec<RecordIntent>,
 }
 
 /// Opens (and migrates) the store named by `url`.

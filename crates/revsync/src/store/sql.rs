@@ -10,8 +10,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 use super::{
-    Appended, Backend, Delivery, Event, EventStatus, LogCounts, Micros, NewDelivery, NewQuarantine,
-    OpenOptions, QuarantineEntry, QuarantineStatus, Store, StoreError,
+    Appended, Backend, Delivery, Event, EventLog, EventStatus, LogCounts, Micros, NewDelivery,
+    NewQuarantine, OpenOptions, QuarantineEntry, QuarantineStatus, StoreError,
 };
 use crate::config::SqliteSync;
 
@@ -21,8 +21,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// The SQL store. Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: Backend,
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
 }
 
 const EVENT_COLUMNS: &str = "id, kind, fingerprint, reference, customer_key, status, \
@@ -179,7 +179,7 @@ async fn append_one(
 }
 
 #[async_trait]
-impl Store for SqlStore {
+impl EventLog for SqlStore {
     fn backend(&self) -> Backend {
         self.backend
     }
@@ -371,20 +371,6 @@ impl Store for SqlStore {
             .collect::<Result<Vec<_>, _>>()?;
         events.sort_by_key(|e| e.id);
         Ok(events)
-    }
-
-    async fn complete_event(&self, id: i64, owner: &str, now: Micros) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE events SET status = 'processed', processed_us = $3, lease_owner = NULL, \
-                 lease_until_us = NULL, last_error = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn fail_event(
