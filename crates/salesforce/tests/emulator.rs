@@ -494,3 +494,165 @@ async fn api_version_is_configurable() {
         .build()
         .is_err());
 }
+
+#[tokio::test]
+async fn duplicate_rule_reports_matches_and_header_allows_save() {
+    let emu = emulator(2000).await;
+    let existing = emu.insert(
+        "Contact",
+        json!({"LastName": "Existing", "Email": "dup@example.com"}),
+    );
+    let c = client(&emu);
+    let err = c
+        .upsert(
+            "Contact",
+            EXT,
+            "D1",
+            &json!({"LastName": "New", "Email": "dup@example.com"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("DUPLICATES_DETECTED"));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let dups = err.duplicates().expect("duplicateResult parsed");
+    assert_eq!(dups.matched_ids, vec![existing]);
+    assert_eq!(dups.allow_save, Some(true));
+
+    let allow = salesforce::Client::builder(client_credentials(&emu))
+        .config(ClientConfig {
+            duplicate_rule_header: Some(
+                "allowSave=true; includeRecordDetails=false; runAsCurrentUser=false".into(),
+            ),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let r = allow
+        .upsert(
+            "Contact",
+            EXT,
+            "D1",
+            &json!({"LastName": "New", "Email": "dup@example.com"}),
+        )
+        .await
+        .unwrap();
+    assert!(r.created);
+}
+
+#[tokio::test]
+async fn daily_limit_is_limit_exceeded_daily() {
+    let emu = emulator(2000).await;
+    let c = client(&emu);
+    c.authenticate().await.unwrap();
+    emu.faults()
+        .set_api_usage(EmulatorConfig::default().daily_api_limit);
+    let err = c
+        .upsert("Account", EXT, "X1", &json!({"Name": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("REQUEST_LIMIT_EXCEEDED"));
+    assert_eq!(err.class(), ErrorClass::LimitExceeded);
+    assert_eq!(err.limit_kind(), Some(salesforce::LimitKind::Daily));
+}
+
+#[tokio::test]
+async fn composite_all_or_none_reports_root_cause_and_collateral() {
+    let emu = emulator(2000).await;
+    let c = client(&emu);
+    let v = c.api_version().to_owned();
+    let req = salesforce::CompositeRequest {
+        all_or_none: true,
+        collate_subrequests: false,
+        composite_request: vec![
+            GraphNode::upsert(&v, "acct", "Account", EXT, "CP1", json!({"Name": "Comp"})).unwrap(),
+            GraphNode::upsert(
+                &v,
+                "con",
+                "Contact",
+                EXT,
+                "CP1",
+                json!({"Email": "cp1@example.com", "AccountId": GraphNode::reference("acct", "id")}),
+            )
+            .unwrap(),
+        ],
+    };
+    let resp = c.composite(&req).await.unwrap();
+    assert!(!resp.is_successful());
+    let acct = &resp.composite_response[0];
+    assert!(acct.errors().iter().all(|e| e.collateral), "{acct:?}");
+    let roots = resp.root_errors();
+    assert_eq!(roots.len(), 1);
+    assert_eq!(roots[0].0, "con");
+    assert_eq!(roots[0].1.code, "REQUIRED_FIELD_MISSING");
+    assert!(
+        by_ext(&emu.records("Account"), "CP1").is_none(),
+        "rolled back"
+    );
+
+    let ok = salesforce::CompositeRequest {
+        all_or_none: true,
+        collate_subrequests: false,
+        composite_request: vec![GraphNode::upsert(
+            &v,
+            "acct",
+            "Account",
+            EXT,
+            "CP2",
+            json!({"Name": "Comp 2"}),
+        )
+        .unwrap()],
+    };
+    let resp = c.composite(&ok).await.unwrap();
+    assert!(resp.is_successful());
+    assert_eq!(resp.composite_response[0].created(), Some(true));
+}
+
+#[tokio::test]
+async fn collections_create_and_update() {
+    let emu = emulator(2000).await;
+    let c = client(&emu);
+    let created = c
+        .collections_create(
+            Some("Account"),
+            &[json!({"Name": "One"}), json!({"Name": "Two"})],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(|i| i.success));
+    let ids: Vec<String> = created.iter().map(|i| i.id.clone().unwrap()).collect();
+    let updates: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "Name": format!("Renamed {id}")}))
+        .collect();
+    let updated = c
+        .collections_update(Some("Account"), &updates, true)
+        .await
+        .unwrap();
+    assert!(updated.iter().all(|i| i.success), "{updated:?}");
+    let stored = emu.records("Account");
+    for id in &ids {
+        let rec = stored.iter().find(|r| &r["Id"] == id).unwrap();
+        assert_eq!(rec["Name"], format!("Renamed {id}"));
+    }
+}
+
+#[tokio::test]
+async fn query_pages_as_a_stream() {
+    use futures::StreamExt;
+    let emu = emulator(200).await;
+    for i in 0..250 {
+        emu.insert("Account", json!({"Name": format!("Stream {i}")}));
+    }
+    let c = client(&emu);
+    let pages: Vec<_> = c
+        .query_pages::<Value>("SELECT Id FROM Account")
+        .into_stream()
+        .collect()
+        .await;
+    let sizes: Vec<usize> = pages
+        .into_iter()
+        .map(|p| p.unwrap().records.len())
+        .collect();
+    assert_eq!(sizes, vec![200, 50]);
+}
