@@ -102,12 +102,10 @@ impl ClientConfig {
                 )));
             }
         }
-        for (name, value) in [("duplicate_rule_header", &self.duplicate_rule_header)] {
-            if let Some(v) = value {
-                HeaderValue::from_str(v).map_err(|_| {
-                    SalesforceError::Config(format!("{name} is not a valid header value"))
-                })?;
-            }
+        if let Some(v) = &self.duplicate_rule_header {
+            HeaderValue::from_str(v).map_err(|_| {
+                SalesforceError::Config("duplicate_rule_header is not a valid header value".into())
+            })?;
         }
         Ok(())
     }
@@ -256,8 +254,6 @@ impl Request {
 #[derive(Debug)]
 pub(crate) struct Response {
     pub status: u16,
-    #[allow(dead_code)]
-    pub headers: HeaderMap,
     pub body: bytes::Bytes,
 }
 
@@ -372,6 +368,10 @@ impl Client {
 
     /// Send a request: bearer token, limit header tracking, one single-flight re-auth and
     /// replay on 401 `INVALID_SESSION_ID`. Returns the response whatever its status.
+    ///
+    /// Never loops: a request is replayed at most once. If the org keeps rejecting fresh
+    /// tokens (revoked app, deactivated user), each request costs one token call and ends in
+    /// `ErrorClass::SessionExpired`; the caller should pause and alert rather than retry hot.
     pub(crate) async fn execute(&self, req: Request) -> Result<Response, SalesforceError> {
         let _permit = self
             .inner
@@ -455,8 +455,7 @@ impl Client {
             .await
             .map_err(|e| self.log_transport(req, transport_error(e, write)))?;
         let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        self.record_usage(&headers);
+        self.record_usage(resp.headers());
         let body = resp
             .bytes()
             .await
@@ -468,11 +467,7 @@ impl Client {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Salesforce call"
         );
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, body })
     }
 
     fn log_transport(&self, req: &Request, err: SalesforceError) -> SalesforceError {
