@@ -513,3 +513,55 @@ async fn probes_health_readiness_and_metrics() {
     assert!(metrics.contains("revsync_receipt_seconds"), "{metrics}");
     assert!(metrics.contains("revsync_events_pending"), "{metrics}");
 }
+
+/// 2Checkout's side, emulated: realistic signed IPN, LCN and INS traffic, receipts checked
+/// exactly as 2Checkout checks them.
+fn sender_for(t: &support::TestApp) -> tco_emulator::Sender {
+    let endpoints = tco_emulator::sender::Endpoints {
+        ipn: format!("{}/2checkout/ipn", t.url),
+        lcn: format!("{}/2checkout/lcn", t.url),
+        ins: format!("{}/2checkout/ins", t.url),
+    };
+    let mut cfg = tco_emulator::sender::SenderConfig::new(endpoints, t.key.clone());
+    cfg.secret_word = SecretKey::new(SECRET_WORD.as_bytes().to_vec());
+    cfg.schedule = tco_emulator::RetrySchedule::twocheckout().truncated(3);
+    cfg.time_compression = 3600.0 * 24.0;
+    tco_emulator::Sender::new(cfg).unwrap()
+}
+
+#[tokio::test]
+async fn generated_traffic_is_acknowledged_first_time_and_kept() {
+    let t = spawn_app().await;
+    let mut generator = tco_emulator::Generator::new(tco_emulator::GeneratorConfig::new(7));
+    let deliveries = generator.generate(80);
+    let kinds: std::collections::BTreeSet<_> = deliveries.iter().map(|d| d.kind).collect();
+    assert_eq!(kinds.len(), 3, "the mix covers IPN, LCN and INS");
+    let reports = sender_for(&t).run(deliveries.clone(), None).await;
+    let summary = tco_emulator::sender::RunSummary::of(&reports);
+    assert_eq!(summary.delivered, deliveries.len(), "{summary:?}");
+    assert_eq!(summary.retried, 0, "{summary:?}");
+    assert!(reports
+        .iter()
+        .filter(|r| r.kind != "ins")
+        .all(|r| r.receipt_valid));
+    let counts = t.store.counts().await.unwrap();
+    assert_eq!(counts.deliveries as usize, deliveries.len());
+    assert_eq!(counts.quarantined_held, 0);
+
+    // Resending the first IPN five times, as 2Checkout does (new MESSAGE_ID and IPN_DATE,
+    // re-signed), adds deliveries, never events; every resend gets a valid receipt.
+    let sender = sender_for(&t);
+    let first = deliveries.iter().find(|d| d.kind == Kind::Ipn).unwrap();
+    let mut message_ids = std::collections::BTreeSet::new();
+    for attempt in 1..=5 {
+        let form = sender.prepare(first, attempt);
+        message_ids.insert(form.get("MESSAGE_ID").unwrap().to_owned());
+        let (status, body) = t.post("ipn", form.to_urlencoded()).await;
+        assert_eq!(status, 200, "{body}");
+        check_receipt(Kind::Ipn, &body, &form, &t.key).unwrap();
+    }
+    assert_eq!(message_ids.len(), 5);
+    let after = t.store.counts().await.unwrap();
+    assert_eq!(after.events, counts.events);
+    assert_eq!(after.deliveries, counts.deliveries + 5);
+}
