@@ -5,9 +5,27 @@
 
 use serde_json::{json, Map, Value};
 
-/// One Salesforce error.
+/// One Salesforce error (boxed, so `Result<_, SfError>` stays small; fields are reached
+/// through `Deref`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SfError {
+pub struct SfError(Box<SfErrorData>);
+
+impl std::ops::Deref for SfError {
+    type Target = SfErrorData;
+    fn deref(&self) -> &SfErrorData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SfError {
+    fn deref_mut(&mut self) -> &mut SfErrorData {
+        &mut self.0
+    }
+}
+
+/// The data of an [`SfError`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SfErrorData {
     /// HTTP status for a single REST call.
     pub status: u16,
     pub code: String,
@@ -24,7 +42,7 @@ pub struct SfError {
 
 impl SfError {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        SfError {
+        SfError(Box::new(SfErrorData {
             status,
             code: code.to_string(),
             message: message.into(),
@@ -32,7 +50,7 @@ impl SfError {
             extra: Map::new(),
             item_message: None,
             multiple: Vec::new(),
-        }
+        }))
     }
 
     /// A 400 error with a `fields` array.
