@@ -166,7 +166,8 @@ pub struct CustomerRecord {
 }
 
 impl CustomerRecord {
-    fn new(key: &str) -> CustomerRecord {
+    /// An empty record for `key`.
+    pub fn new(key: &str) -> CustomerRecord {
         CustomerRecord {
             key: key.to_owned(),
             avangate_reference: None,
@@ -466,7 +467,8 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
-    fn new(refno: &str) -> OrderRecord {
+    /// An empty record for `refno`.
+    pub fn new(refno: &str) -> OrderRecord {
         OrderRecord {
             refno: refno.to_owned(),
             external_reference: None,
