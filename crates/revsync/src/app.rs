@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError};
 use crate::ingest::GroupCommitter;
 use crate::server::{self, AppState};
-use crate::store::{self, OpenOptions, Store, StoreError};
+use crate::store::{self, EventLog, OpenOptions, Store, StoreError};
 
 /// Why revsync could not start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +45,16 @@ impl App {
         shutdown: CancellationToken,
     ) -> Result<App, StartError> {
         let store = store::open(&config.store.url, &open_options(config)).await?;
-        Self::start_with_store(config, Arc::new(store), listener, shutdown).await
+        let store: Arc<dyn Store> = Arc::new(store);
+        Self::start_with_store(config, store.clone(), store, listener, shutdown).await
     }
 
-    /// Starts serving with an already opened store (tests inject failing stores here).
+    /// Starts serving with an already opened store. `event_log` is where ingest appends;
+    /// normally the store itself (tests put a failing wrapper there).
     pub async fn start_with_store(
         config: &Config,
         store: Arc<dyn Store>,
+        event_log: Arc<dyn EventLog>,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<App, StartError> {
@@ -63,9 +66,9 @@ impl App {
             source,
         })?;
         let (committer, writer) =
-            GroupCommitter::spawn(store.clone(), config.store.group_commit_max_batch);
+            GroupCommitter::spawn(event_log.clone(), config.store.group_commit_max_batch);
         let state = AppState {
-            store: store.clone(),
+            store: event_log,
             keys,
             committer,
             max_body_bytes: config.server.max_body_bytes,

@@ -6,12 +6,13 @@
 
 pub mod app;
 pub mod config;
+pub mod flows;
 pub mod ingest;
 pub mod intent;
 pub mod ledger;
-pub mod flows;
 pub mod matching;
 pub mod processor;
 pub mod server;
+pub mod sink;
 pub mod store;
 pub mod telemetry;

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use revsync::intent::RecordIntent;
 use revsync::processor::{EventHandler, HandleError, Processor};
 use revsync::store::{
-    Appended, Backend, Delivery, Effects, Engine, Event, EventLog, LedgerRecord, LogCounts, Micros,
-    NewDelivery, NewQuarantine, QuarantineEntry, QuarantineStatus, SqlStore, Store, StoreError,
+    Appended, Backend, Delivery, Effects, Event, EventLog, LogCounts, Micros, NewDelivery,
+    NewQuarantine, QuarantineEntry, QuarantineStatus, SqlStore, Store, StoreError,
 };
 use support::{signed_ipn, spawn_app, spawn_app_with, test_config, SECRET_WORD};
 use twocheckout::form::FormBody;
@@ -282,7 +281,7 @@ async fn a_signature_below_the_minimum_is_refused() {
     let mut config = test_config(&s.url);
     config.twocheckout.minimum_algorithm = "sha256".into();
     let store: Arc<dyn Store> = Arc::new(s.store.clone());
-    let t = spawn_app_with(config, store, Some(s)).await;
+    let t = spawn_app_with(config, store.clone(), store, Some(s)).await;
     let mut md5_only = support::ipn_form("1", "1", "20261130100140");
     signature::sign(&mut md5_only, &t.key, &[Algorithm::Md5]);
     assert_refused(
@@ -303,7 +302,7 @@ async fn a_quarantined_delivery_is_admitted_once_the_key_is_fixed() {
     let mut wrong = test_config(&s.url);
     wrong.twocheckout.secret_key = Some(revsync::config::SecretRef::Value("old-wrong-key".into()));
     let store: Arc<dyn Store> = Arc::new(s.store.clone());
-    let t = spawn_app_with(wrong, store.clone(), Some(s)).await;
+    let t = spawn_app_with(wrong, store.clone(), store.clone(), Some(s)).await;
     let form = signed_ipn("500", "1", "20261130100140");
     let (status, _) = t.post("ipn", form.to_urlencoded()).await;
     assert_eq!(status, 401);
@@ -399,31 +398,6 @@ impl EventLog for FaultyStore {
     }
 }
 
-#[async_trait]
-impl Engine for FaultyStore {
-    async fn ledger_records(
-        &self,
-        k: &[(String, String)],
-    ) -> Result<Vec<LedgerRecord>, StoreError> {
-        self.inner.ledger_records(k).await
-    }
-    async fn ledger_records_of_kind(&self, k: &str) -> Result<Vec<LedgerRecord>, StoreError> {
-        self.inner.ledger_records_of_kind(k).await
-    }
-    async fn commit_event(
-        &self,
-        id: i64,
-        o: &str,
-        e: &Effects,
-        n: Micros,
-    ) -> Result<bool, StoreError> {
-        self.inner.commit_event(id, o, e, n).await
-    }
-    async fn enqueue(&self, i: &[RecordIntent], n: Micros) -> Result<(), StoreError> {
-        self.inner.enqueue(i, n).await
-    }
-}
-
 async fn faulty_app(delay: Duration) -> (support::TestApp, Arc<FaultyStore>) {
     let s = support::store::sqlite().await;
     let config = test_config(&s.url);
@@ -432,7 +406,8 @@ async fn faulty_app(delay: Duration) -> (support::TestApp, Arc<FaultyStore>) {
         fail_appends: AtomicBool::new(false),
         append_delay: delay,
     });
-    let t = spawn_app_with(config, faulty.clone(), Some(s)).await;
+    let store: Arc<dyn Store> = Arc::new(s.store.clone());
+    let t = spawn_app_with(config, store, faulty.clone(), Some(s)).await;
     (t, faulty)
 }
 

@@ -11,6 +11,7 @@
 
 mod sql;
 mod sql_engine;
+mod sql_outbox;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -308,12 +309,161 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Enqueues intents that come from no event (rollups, backfills, replays).
     async fn enqueue(&self, intents: &[RecordIntent], now: Micros) -> Result<(), StoreError>;
+
+    /// Leases whole partitions of due pending intents (at most `max_partitions`, most urgent
+    /// priority first, oldest first) to `owner`: they become in flight. A partition that
+    /// already has intents in flight is skipped, so one customer's writes stay in order;
+    /// so is one whose most urgent intent is less urgent than `max_priority` (the budget).
+    /// In-flight intents whose lease ran out (their sink died) become pending again first.
+    async fn lease_outbox(
+        &self,
+        owner: &str,
+        now: Micros,
+        lease_until: Micros,
+        max_partitions: i64,
+        max_priority: crate::intent::Priority,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Records, in one transaction, what the sink learned about leased intents: written
+    /// (with the sync log), to retry later (merged under any newer pending intent for the
+    /// same record), or dead (with a dead letter).
+    async fn settle_outbox(
+        &self,
+        settlements: &[Settlement],
+        now: Micros,
+    ) -> Result<(), StoreError>;
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+    /// What an event did in Salesforce.
+    async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError>;
+    async fn dead_letters(
+        &self,
+        status: Option<DeadLetterStatus>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Puts a dead letter's intent back into the outbox and marks it replayed. Fails with
+    /// `Conflict` unless it is open.
+    async fn replay_dead_letter(&self, id: i64, now: Micros) -> Result<(), StoreError>;
+
+    /// The identity map: which Salesforce records a 2Checkout customer is.
+    async fn identities(&self, customer_keys: &[String]) -> Result<Vec<Identity>, StoreError>;
+    async fn save_identity(&self, identity: &Identity, now: Micros) -> Result<(), StoreError>;
+
+    /// API calls revsync made (all processes), counted per hour, and the org's usage as
+    /// Salesforce last reported it.
+    async fn record_api_calls(
+        &self,
+        calls: i64,
+        org_usage: Option<(i64, i64)>,
+        now: Micros,
+    ) -> Result<(), StoreError>;
+    async fn api_budget(&self, now: Micros) -> Result<ApiBudgetState, StoreError>;
 }
 
 /// The one store interface: every backend implements all of it, and one conformance suite
 /// checks every backend.
 pub trait Store: EventLog + Engine {}
 impl<T: EventLog + Engine> Store for T {}
+
+/// A leased outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub intent: RecordIntent,
+    pub event_ids: Vec<i64>,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// What became of one leased outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Written {
+        id: i64,
+        sf_id: Option<String>,
+        created: Option<bool>,
+    },
+    Retry {
+        id: i64,
+        not_before: Micros,
+        error: String,
+    },
+    Dead {
+        id: i64,
+        code: String,
+        message: String,
+    },
+    /// Not sent (the budget ran out mid-round): back to pending as it was.
+    Release { id: i64 },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: i64,
+    pub in_flight: i64,
+    pub written: i64,
+    pub dead_letters_open: i64,
+    /// When the oldest pending intent became due.
+    pub oldest_due: Option<Micros>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLogEntry {
+    pub event_id: i64,
+    pub sobject: String,
+    pub record_key: String,
+    pub sf_id: Option<String>,
+    pub created: Option<bool>,
+    /// `written` or `failed`.
+    pub outcome: String,
+    pub message: Option<String>,
+    pub at: Micros,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterStatus {
+    Open,
+    Replayed,
+}
+
+impl DeadLetterStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStatus::Open => "open",
+            DeadLetterStatus::Replayed => "replayed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub intent: RecordIntent,
+    pub event_ids: Vec<i64>,
+    pub error_code: String,
+    pub message: String,
+    pub status: DeadLetterStatus,
+    pub created_at: Micros,
+}
+
+/// A customer's Salesforce records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub customer_key: String,
+    pub account_id: Option<String>,
+    pub contact_id: Option<String>,
+    /// How it was established: `created`, `matched`, `duplicate_rule`, `operator`.
+    pub source: String,
+}
+
+/// API usage as far as the governor can see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiBudgetState {
+    /// Calls revsync made in the last 24 hours (every process).
+    pub revsync_calls_24h: i64,
+    /// The org's usage and allocation as last reported by Salesforce.
+    pub org_used: Option<i64>,
+    pub org_max: Option<i64>,
+    pub observed_at: Option<Micros>,
+}
 
 /// A ledger entity as stored: a JSON document with an optimistic version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Effects, Engine, LedgerRecord, Micros, SqlStore, StoreError};
+use super::{
+    ApiBudgetState, DeadLetter, DeadLetterStatus, Effects, Engine, Identity, LedgerRecord, Micros,
+    OutboxItem, OutboxStats, Settlement, SqlStore, StoreError, SyncLogEntry,
+};
 use crate::intent::RecordIntent;
 
 fn record_from_row(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
@@ -205,5 +208,66 @@ impl Engine for SqlStore {
         enqueue_in(&mut tx, intents, None, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn lease_outbox(
+        &self,
+        owner: &str,
+        now: Micros,
+        lease_until: Micros,
+        max_partitions: i64,
+        max_priority: crate::intent::Priority,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.lease_outbox_impl(owner, now, lease_until, max_partitions, max_priority)
+            .await
+    }
+
+    async fn settle_outbox(
+        &self,
+        settlements: &[Settlement],
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        self.settle_outbox_impl(settlements, now).await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.outbox_stats_impl().await
+    }
+
+    async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError> {
+        self.sync_log_impl(event_id).await
+    }
+
+    async fn dead_letters(
+        &self,
+        status: Option<DeadLetterStatus>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.dead_letters_impl(status, limit).await
+    }
+
+    async fn replay_dead_letter(&self, id: i64, now: Micros) -> Result<(), StoreError> {
+        self.replay_dead_letter_impl(id, now).await
+    }
+
+    async fn identities(&self, customer_keys: &[String]) -> Result<Vec<Identity>, StoreError> {
+        self.identities_impl(customer_keys).await
+    }
+
+    async fn save_identity(&self, identity: &Identity, now: Micros) -> Result<(), StoreError> {
+        self.save_identity_impl(identity, now).await
+    }
+
+    async fn record_api_calls(
+        &self,
+        calls: i64,
+        org_usage: Option<(i64, i64)>,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        self.record_api_calls_impl(calls, org_usage, now).await
+    }
+
+    async fn api_budget(&self, now: Micros) -> Result<ApiBudgetState, StoreError> {
+        self.api_budget_impl(now).await
     }
 }

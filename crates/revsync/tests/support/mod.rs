@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use revsync::app::App;
 use revsync::config::{Config, SecretRef};
-use revsync::store::Store;
+use revsync::store::{EventLog, Store};
 use tokio_util::sync::CancellationToken;
 use twocheckout::signature::SecretKey;
 
@@ -43,19 +43,26 @@ pub async fn spawn_app() -> TestApp {
     let s = store::sqlite().await;
     let config = test_config(&s.url);
     let store: Arc<dyn Store> = Arc::new(s.store.clone());
-    spawn_app_with(config, store, Some(s)).await
+    spawn_app_with(config, store.clone(), store, Some(s)).await
 }
 
 /// Starts revsync with a given config and store (e.g. one that fails on purpose).
 pub async fn spawn_app_with(
     config: Config,
     store: Arc<dyn Store>,
+    event_log: Arc<dyn EventLog>,
     keep: Option<store::TestStore>,
 ) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = App::start_with_store(&config, store.clone(), listener, CancellationToken::new())
-        .await
-        .expect("app starts");
+    let app = App::start_with_store(
+        &config,
+        store.clone(),
+        event_log,
+        listener,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("app starts");
     TestApp {
         url: app.url(),
         app,

@@ -1,0 +1,515 @@
+//! The outbox half of [`Engine`] for [`SqlStore`]: leasing partitions to the sink, settling
+//! what it learned, the sync log, dead letters, the identity map and the API budget.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::sql_engine::enqueue_in;
+use super::{
+    ApiBudgetState, DeadLetter, DeadLetterStatus, Identity, Micros, OutboxItem, OutboxStats,
+    Settlement, SqlStore, StoreError, SyncLogEntry,
+};
+use crate::intent::{Priority, RecordIntent, RecordKey};
+
+const ITEM_COLUMNS: &str =
+    "id, sobject, record_key, partition_key, priority, fields, event_ids, attempts";
+
+const HOUR_US: i64 = 3_600_000_000;
+
+fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Config(format!("stored {what} is not valid JSON: {e}"))
+}
+
+/// The intent stored in an outbox or dead-letter row.
+fn intent_from_row(row: &AnyRow) -> Result<(RecordIntent, Vec<i64>), StoreError> {
+    let key: RecordKey = serde_json::from_str(&row.try_get::<String, _>("record_key")?)
+        .map_err(|e| corrupt("record key", e))?;
+    let fields = serde_json::from_str(&row.try_get::<String, _>("fields")?)
+        .map_err(|e| corrupt("fields", e))?;
+    let events = serde_json::from_str(&row.try_get::<String, _>("event_ids")?)
+        .map_err(|e| corrupt("event ids", e))?;
+    Ok((
+        RecordIntent {
+            sobject: row.try_get("sobject")?,
+            key,
+            fields,
+            partition: row.try_get("partition_key")?,
+            priority: Priority::from_i64(row.try_get("priority")?),
+        },
+        events,
+    ))
+}
+
+fn item_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
+    let (intent, event_ids) = intent_from_row(row)?;
+    Ok(OutboxItem {
+        id: row.try_get("id")?,
+        intent,
+        event_ids,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+async fn log_sync(
+    conn: &mut AnyConnection,
+    item: &OutboxItem,
+    sf_id: Option<&str>,
+    created: Option<bool>,
+    outcome: &str,
+    message: Option<&str>,
+    now: Micros,
+) -> Result<(), StoreError> {
+    let key = serde_json::to_string(&item.intent.key).expect("key serializes");
+    for event_id in &item.event_ids {
+        sqlx::query(
+            "INSERT INTO sync_log (event_id, outbox_id, sobject, record_key, sf_id, created, \
+                 outcome, message, at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(event_id)
+        .bind(item.id)
+        .bind(&item.intent.sobject)
+        .bind(&key)
+        .bind(sf_id)
+        .bind(created.map(i64::from))
+        .bind(outcome)
+        .bind(message)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl SqlStore {
+    pub(super) async fn lease_outbox_impl(
+        &self,
+        owner: &str,
+        now: Micros,
+        lease_until: Micros,
+        max_partitions: i64,
+        max_priority: Priority,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'pending', lease_owner = NULL, lease_until_us = NULL \
+             WHERE status = 'inflight' AND lease_until_us < $1",
+        )
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!(
+            "UPDATE outbox SET status = 'inflight', lease_owner = $1, lease_until_us = $2 \
+             WHERE status = 'pending' AND partition_key IN ( \
+                 SELECT o.partition_key FROM outbox o WHERE o.status = 'pending' \
+                   AND NOT EXISTS (SELECT 1 FROM outbox i \
+                       WHERE i.partition_key = o.partition_key AND i.status = 'inflight') \
+                 GROUP BY o.partition_key \
+                 HAVING MAX(o.next_attempt_us) <= $3 AND MIN(o.priority) <= $5 \
+                 ORDER BY MIN(o.priority), MIN(o.id) LIMIT $4) \
+             RETURNING {ITEM_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(lease_until.0)
+            .bind(now.0)
+            .bind(max_partitions)
+            .bind(max_priority.as_i64())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut items = rows
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    pub(super) async fn settle_outbox_impl(
+        &self,
+        settlements: &[Settlement],
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let load =
+            format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE id = $1 AND status = 'inflight'");
+        for s in settlements {
+            let id = match s {
+                Settlement::Written { id, .. }
+                | Settlement::Retry { id, .. }
+                | Settlement::Dead { id, .. }
+                | Settlement::Release { id } => *id,
+            };
+            let Some(row) = sqlx::query(&load).bind(id).fetch_optional(&mut *tx).await? else {
+                // Its lease ran out and another sink took it over: that sink settles it.
+                continue;
+            };
+            let item = item_from_row(&row)?;
+            match s {
+                Settlement::Release { .. } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'pending', lease_owner = NULL, \
+                             lease_until_us = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Settlement::Written { sf_id, created, .. } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'done', lease_owner = NULL, \
+                             lease_until_us = NULL, last_error = NULL, updated_us = $2 \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    log_sync(
+                        &mut tx,
+                        &item,
+                        sf_id.as_deref(),
+                        *created,
+                        "written",
+                        None,
+                        now,
+                    )
+                    .await?;
+                }
+                Settlement::Retry {
+                    not_before, error, ..
+                } => {
+                    let newer = sqlx::query(
+                        "SELECT id FROM outbox WHERE sobject = $1 AND record_key = $2 \
+                             AND status = 'pending'",
+                    )
+                    .bind(&item.intent.sobject)
+                    .bind(serde_json::to_string(&item.intent.key).expect("key serializes"))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if newer.is_some() {
+                        // A newer intent for the record arrived meanwhile: fold this one
+                        // under it (newer values win) instead of sending stale values.
+                        sqlx::query("UPDATE outbox SET status = 'superseded', updated_us = $2 WHERE id = $1")
+                            .bind(id)
+                            .bind(now.0)
+                            .execute(&mut *tx)
+                            .await?;
+                        let newer_row = sqlx::query(&format!(
+                            "SELECT {ITEM_COLUMNS} FROM outbox WHERE sobject = $1 \
+                                 AND record_key = $2 AND status = 'pending'"
+                        ))
+                        .bind(&item.intent.sobject)
+                        .bind(serde_json::to_string(&item.intent.key).expect("key serializes"))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let newer = item_from_row(&newer_row)?;
+                        let mut fields: BTreeMap<_, _> = item.intent.fields.clone();
+                        fields.extend(newer.intent.fields);
+                        let mut events = item.event_ids.clone();
+                        events.extend(
+                            newer
+                                .event_ids
+                                .iter()
+                                .filter(|e| !item.event_ids.contains(e)),
+                        );
+                        sqlx::query(
+                            "UPDATE outbox SET fields = $2, event_ids = $3, \
+                                 next_attempt_us = $4, updated_us = $5 WHERE id = $1",
+                        )
+                        .bind(newer.id)
+                        .bind(serde_json::to_string(&fields).expect("fields serialize"))
+                        .bind(serde_json::to_string(&events).expect("ids serialize"))
+                        .bind(not_before.0)
+                        .bind(now.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    } else {
+                        sqlx::query(
+                            "UPDATE outbox SET status = 'pending', lease_owner = NULL, \
+                                 lease_until_us = NULL, attempts = attempts + 1, \
+                                 next_attempt_us = $2, last_error = $3, updated_us = $4 \
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(not_before.0)
+                        .bind(error)
+                        .bind(now.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Settlement::Dead { code, message, .. } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'dead', lease_owner = NULL, \
+                             lease_until_us = NULL, last_error = $2, updated_us = $3 \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(format!("{code}: {message}"))
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO dead_letters (outbox_id, sobject, record_key, \
+                             partition_key, priority, fields, event_ids, error_code, message, \
+                             created_us) \
+                         SELECT id, sobject, record_key, partition_key, priority, fields, \
+                             event_ids, $2, $3, $4 FROM outbox WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(code)
+                    .bind(message)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    let text = format!("{code}: {message}");
+                    log_sync(&mut tx, &item, None, None, "failed", Some(&text), now).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn outbox_stats_impl(&self) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM outbox WHERE status = 'pending') AS pending, \
+               (SELECT COUNT(*) FROM outbox WHERE status = 'inflight') AS in_flight, \
+               (SELECT COUNT(*) FROM outbox WHERE status = 'done') AS written, \
+               (SELECT COUNT(*) FROM dead_letters WHERE status = 'open') AS dead, \
+               (SELECT MIN(next_attempt_us) FROM outbox WHERE status = 'pending') AS oldest",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxStats {
+            pending: row.try_get("pending")?,
+            in_flight: row.try_get("in_flight")?,
+            written: row.try_get("written")?,
+            dead_letters_open: row.try_get("dead")?,
+            oldest_due: row.try_get::<Option<i64>, _>("oldest")?.map(Micros),
+        })
+    }
+
+    pub(super) async fn sync_log_impl(
+        &self,
+        event_id: i64,
+    ) -> Result<Vec<SyncLogEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT event_id, sobject, record_key, sf_id, created, outcome, message, at_us \
+             FROM sync_log WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SyncLogEntry {
+                    event_id: r.try_get("event_id")?,
+                    sobject: r.try_get("sobject")?,
+                    record_key: r.try_get("record_key")?,
+                    sf_id: r.try_get("sf_id")?,
+                    created: r.try_get::<Option<i64>, _>("created")?.map(|c| c != 0),
+                    outcome: r.try_get("outcome")?,
+                    message: r.try_get("message")?,
+                    at: Micros(r.try_get("at_us")?),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn dead_letters_impl(
+        &self,
+        status: Option<DeadLetterStatus>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let columns = "id, sobject, record_key, partition_key, priority, fields, event_ids, \
+                       error_code, message, status, created_us";
+        let rows = match status {
+            Some(s) => {
+                sqlx::query(&format!(
+                    "SELECT {columns} FROM dead_letters WHERE status = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(s.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {columns} FROM dead_letters ORDER BY id DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                let (intent, event_ids) = intent_from_row(r)?;
+                Ok(DeadLetter {
+                    id: r.try_get("id")?,
+                    intent,
+                    event_ids,
+                    error_code: r.try_get("error_code")?,
+                    message: r.try_get("message")?,
+                    status: if r.try_get::<String, _>("status")? == "open" {
+                        DeadLetterStatus::Open
+                    } else {
+                        DeadLetterStatus::Replayed
+                    },
+                    created_at: Micros(r.try_get("created_us")?),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn replay_dead_letter_impl(
+        &self,
+        id: i64,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT sobject, record_key, partition_key, priority, fields, event_ids \
+             FROM dead_letters WHERE id = $1 AND status = 'open'",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Conflict(format!("dead letter {id} does not exist or is not open"))
+        })?;
+        let (intent, events) = intent_from_row(&row)?;
+        sqlx::query("UPDATE dead_letters SET status = 'replayed', resolved_us = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        enqueue_in(&mut tx, std::slice::from_ref(&intent), None, now).await?;
+        // Keep the link to the events it came from, so the sync log stays complete.
+        sqlx::query(
+            "UPDATE outbox SET event_ids = $3 WHERE sobject = $1 AND record_key = $2 \
+                 AND status = 'pending'",
+        )
+        .bind(&intent.sobject)
+        .bind(serde_json::to_string(&intent.key).expect("key serializes"))
+        .bind(serde_json::to_string(&events).expect("ids serialize"))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn identities_impl(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Identity>, StoreError> {
+        let mut out = Vec::new();
+        let mut conn = self.pool.acquire().await?;
+        for key in keys {
+            let row = sqlx::query(
+                "SELECT customer_key, account_id, contact_id, source FROM identities \
+                 WHERE customer_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(r) = row {
+                out.push(Identity {
+                    customer_key: r.try_get("customer_key")?,
+                    account_id: r.try_get("account_id")?,
+                    contact_id: r.try_get("contact_id")?,
+                    source: r.try_get("source")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn save_identity_impl(
+        &self,
+        i: &Identity,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identities (customer_key, account_id, contact_id, source, updated_us) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_key) DO UPDATE SET \
+                 account_id = COALESCE(excluded.account_id, identities.account_id), \
+                 contact_id = COALESCE(excluded.contact_id, identities.contact_id), \
+                 source = excluded.source, updated_us = excluded.updated_us",
+        )
+        .bind(&i.customer_key)
+        .bind(&i.account_id)
+        .bind(&i.contact_id)
+        .bind(&i.source)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn record_api_calls_impl(
+        &self,
+        calls: i64,
+        org_usage: Option<(i64, i64)>,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if calls > 0 {
+            sqlx::query(
+                "INSERT INTO api_budget (name, used, max, observed_us) VALUES ($1, $2, 0, $3) \
+                 ON CONFLICT (name) DO UPDATE SET used = api_budget.used + excluded.used, \
+                     observed_us = excluded.observed_us",
+            )
+            .bind(format!("calls:{:012}", now.0 / HOUR_US))
+            .bind(calls)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((used, max)) = org_usage {
+            sqlx::query(
+                "INSERT INTO api_budget (name, used, max, observed_us) VALUES ('org', $1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET used = excluded.used, max = excluded.max, \
+                     observed_us = excluded.observed_us",
+            )
+            .bind(used)
+            .bind(max)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Hourly counters older than a day are of no further use.
+        sqlx::query("DELETE FROM api_budget WHERE name >= 'calls:' AND name < $1")
+            .bind(format!("calls:{:012}", now.0 / HOUR_US - 24))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn api_budget_impl(&self, now: Micros) -> Result<ApiBudgetState, StoreError> {
+        let mut state = ApiBudgetState::default();
+        let rows = sqlx::query("SELECT name, used, max, observed_us FROM api_budget")
+            .fetch_all(&self.pool)
+            .await?;
+        // The rolling window: this hour and the 23 before it.
+        let first = format!("calls:{:012}", now.0 / HOUR_US - 23);
+        for r in rows {
+            let name: String = r.try_get("name")?;
+            let used: i64 = r.try_get("used")?;
+            if name == "org" {
+                state.org_used = Some(used);
+                state.org_max = Some(r.try_get("max")?);
+                state.observed_at = Some(Micros(r.try_get("observed_us")?));
+            } else if name.starts_with("calls:") && name >= first {
+                state.revsync_calls_24h += used;
+            }
+        }
+        Ok(state)
+    }
+}
