@@ -455,7 +455,7 @@ pub enum MatchDecision {
     Create,
 }
 
-fn by_id<'a>(mut v: Vec<&'a SalesforceCandidate>) -> Vec<&'a SalesforceCandidate> {
+fn by_id(mut v: Vec<&SalesforceCandidate>) -> Vec<&SalesforceCandidate> {
     v.sort_by(|a, b| a.id.cmp(&b.id));
     v
 }
@@ -533,7 +533,7 @@ pub fn decide(
         return MatchDecision::Create;
     };
     let domain = candidate.email.as_deref().and_then(company_domain);
-    // Account id → (name, domain matched, contact ids).
+    // Account id → (account name, domain matched).
     let mut accounts: BTreeMap<String, (Option<String>, bool)> = BTreeMap::new();
     for f in found {
         let Some(account) = f.account() else { continue };
