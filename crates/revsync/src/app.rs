@@ -10,8 +10,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::flows::Flows;
 use crate::ingest::GroupCommitter;
+use crate::pipeline::LedgerHandler;
+use crate::processor::Processor;
 use crate::server::{self, AppState};
+use crate::sink::Sink;
 use crate::store::{self, EventLog, OpenOptions, Store, StoreError};
 
 /// Why revsync could not start. Each names what to fix.
@@ -21,6 +25,10 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("flow mapping: {0}")]
+    Mapping(#[from] crate::flows::MappingError),
+    #[error("salesforce client: {0}")]
+    Salesforce(#[from] salesforce::SalesforceError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -32,9 +40,12 @@ pub enum StartError {
 pub struct App {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
+    /// The Salesforce client, when an org is configured.
+    pub salesforce: Option<salesforce::Client>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl App {
@@ -77,14 +88,50 @@ impl App {
             state,
             Duration::from_secs(config.server.request_timeout_secs),
         );
+        // Processing: verified events → ledger → record intents, in this process.
+        let flows = Arc::new(Flows::new(&config.flows)?);
+        let processor = Processor {
+            store: store.clone(),
+            handler: Arc::new(LedgerHandler::new(store.clone(), flows)),
+            owner: format!("processor-{}-{}", std::process::id(), addr.port()),
+            lease: Duration::from_secs(60),
+            batch: 256,
+            idle: Duration::from_millis(20),
+        };
+        let mut workers = vec![tokio::spawn(processor.run(shutdown.clone()))];
+
+        // Writing: the outbox → Salesforce, when an org is configured.
+        let salesforce = match config.salesforce_credentials()? {
+            Some(credentials) => {
+                let client = salesforce::Client::builder(credentials)
+                    .api_version(config.salesforce.api_version.clone())
+                    .request_timeout(Duration::from_secs(config.salesforce.request_timeout_secs))
+                    .build()?;
+                let sink = Sink::new(
+                    store.clone(),
+                    client.clone(),
+                    config.sink.clone(),
+                    format!("sink-{}-{}", std::process::id(), addr.port()),
+                );
+                workers.push(tokio::spawn(sink.run(shutdown.clone())));
+                Some(client)
+            }
+            None => {
+                tracing::warn!("no [salesforce] instance_url configured: events are kept and applied to the ledger, nothing is written to Salesforce");
+                None
+            }
+        };
+
         let server = tokio::spawn(server::serve(listener, router, shutdown.clone()));
         tracing::info!(%addr, backend = ?store.backend(), "revsync listening");
         Ok(App {
             addr,
             store,
+            salesforce,
             shutdown,
             server,
             writer,
+            workers,
         })
     }
 
@@ -116,6 +163,9 @@ impl App {
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         // The server held the last committer handles; the writer drains and exits.
         let _ = self.writer.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
         served
     }
 }

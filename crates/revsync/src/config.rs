@@ -166,6 +166,62 @@ impl Default for TwoCheckoutConfig {
     }
 }
 
+/// How revsync logs in to Salesforce.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SalesforceAuth {
+    /// OAuth 2.0 JWT bearer: `client_id` (consumer key), `username`, `private_key`.
+    Jwt,
+    /// OAuth 2.0 client credentials: `client_id`, `client_secret`.
+    #[default]
+    ClientCredentials,
+    /// Refresh token: `client_id`, `client_secret`, `refresh_token`.
+    RefreshToken,
+    /// Username-password (legacy; the emulator and old orgs): `client_id`, `client_secret`,
+    /// `username`, `password`.
+    Password,
+}
+
+/// `[salesforce]`: the org revsync writes to. Without `instance_url` nothing is written
+/// (events are still received, kept and applied to the ledger).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SalesforceConfig {
+    /// The org's My Domain URL, e.g. `https://acme.my.salesforce.com`.
+    pub instance_url: Option<String>,
+    /// Token endpoint base for JWT (`https://login.salesforce.com`, `https://test.salesforce.com`
+    /// or the My Domain URL); defaults to `instance_url`.
+    pub login_url: Option<String>,
+    pub auth: SalesforceAuth,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretRef>,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+    /// PEM private key of the connected app's certificate (JWT).
+    pub private_key: Option<SecretRef>,
+    pub refresh_token: Option<SecretRef>,
+    pub api_version: String,
+    pub request_timeout_secs: u64,
+}
+
+impl Default for SalesforceConfig {
+    fn default() -> Self {
+        SalesforceConfig {
+            instance_url: None,
+            login_url: None,
+            auth: SalesforceAuth::default(),
+            client_id: None,
+            client_secret: None,
+            username: None,
+            password: None,
+            private_key: None,
+            refresh_token: None,
+            api_version: "v62.0".into(),
+            request_timeout_secs: 60,
+        }
+    }
+}
+
 /// The configuration as written by the operator.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -173,6 +229,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub twocheckout: TwoCheckoutConfig,
+    pub salesforce: SalesforceConfig,
+    pub flows: crate::flows::FlowsConfig,
+    pub sink: crate::sink::SinkConfig,
 }
 
 /// Secrets and parsed values the service runs with, derived once from [`Config`].
@@ -303,6 +362,74 @@ impl Config {
             ins_secret_word,
             minimum_algorithm: self.minimum_algorithm()?,
         })
+    }
+}
+
+impl Config {
+    /// The Salesforce credentials, or `None` when no org is configured.
+    pub fn salesforce_credentials(&self) -> Result<Option<salesforce::Credentials>, ConfigError> {
+        use salesforce::auth::{
+            ClientCredentials, JwtBearer, Password, PrivateKey, RefreshToken, Secret,
+        };
+        let sf = &self.salesforce;
+        let Some(instance) = sf.instance_url.clone() else {
+            return Ok(None);
+        };
+        let need = |key: &str, v: &Option<String>| {
+            v.clone().ok_or_else(|| {
+                ConfigError::key(&format!("salesforce.{key}"), "missing for this auth method")
+            })
+        };
+        let secret = |key: &str, v: &Option<SecretRef>| -> Result<SecretString, ConfigError> {
+            let full = format!("salesforce.{key}");
+            v.as_ref()
+                .ok_or_else(|| ConfigError::key(&full, "missing for this auth method"))?
+                .resolve(&full)
+        };
+        let client_id = need("client_id", &sf.client_id)?;
+        let credentials = match sf.auth {
+            SalesforceAuth::ClientCredentials => {
+                salesforce::Credentials::ClientCredentials(ClientCredentials::new(
+                    client_id,
+                    secret("client_secret", &sf.client_secret)?.expose_secret(),
+                    instance,
+                ))
+            }
+            SalesforceAuth::Jwt => {
+                let pem = secret("private_key", &sf.private_key)?;
+                let key = PrivateKey::from_pem(pem.expose_secret().as_bytes())
+                    .map_err(|e| ConfigError::key("salesforce.private_key", e.to_string()))?;
+                salesforce::Credentials::JwtBearer(JwtBearer::new(
+                    client_id,
+                    need("username", &sf.username)?,
+                    key,
+                    sf.login_url.clone().unwrap_or(instance),
+                ))
+            }
+            SalesforceAuth::RefreshToken => salesforce::Credentials::RefreshToken(RefreshToken {
+                client_id,
+                client_secret: Some(Secret::new(
+                    secret("client_secret", &sf.client_secret)?.expose_secret(),
+                )),
+                refresh_token: Secret::new(
+                    secret("refresh_token", &sf.refresh_token)?.expose_secret(),
+                ),
+                login_url: sf.login_url.clone().unwrap_or(instance),
+            }),
+            SalesforceAuth::Password => salesforce::Credentials::Password(Password {
+                client_id,
+                client_secret: Secret::new(
+                    secret("client_secret", &sf.client_secret)?.expose_secret(),
+                ),
+                username: need("username", &sf.username)?,
+                password: Secret::new(secret("password", &sf.password)?.expose_secret()),
+                login_url: sf.login_url.clone().unwrap_or(instance),
+            }),
+        };
+        credentials
+            .validate()
+            .map_err(|e| ConfigError::key("salesforce", e.to_string()))?;
+        Ok(Some(credentials))
     }
 }
 

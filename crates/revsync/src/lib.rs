@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod intent;
 pub mod ledger;
 pub mod matching;
+pub mod pipeline;
 pub mod processor;
 pub mod server;
 pub mod sink;

@@ -218,17 +218,19 @@ impl Sink {
             }
         }
         let items = Arc::new(items);
-        let outcomes: Vec<Outcome> = futures::stream::iter(requests.iter())
-            .map(|request| self.send(&items, request))
-            .buffer_unordered(self.config.concurrency.max(1))
-            .collect()
-            .await;
-
         let mut report = RoundReport {
             items: items.len(),
             requests: requests.len(),
             ..RoundReport::default()
         };
+        let sends = requests.into_iter().map(|request| {
+            let items = items.clone();
+            async move { self.send(&items, &request).await }
+        });
+        let outcomes: Vec<Outcome> = futures::stream::iter(sends)
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
         let mut settlements = released;
         let mut identities = Vec::new();
         for o in outcomes {

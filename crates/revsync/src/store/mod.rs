@@ -9,15 +9,18 @@
 //! Timestamps are stored as microseconds since the Unix epoch ([`Micros`]) so that both
 //! backends sort and compare them the same way.
 
+pub mod queries;
 mod sql;
 mod sql_engine;
 mod sql_outbox;
+mod sql_queries;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::intent::RecordIntent;
 
+pub use queries::Queries;
 pub use sql::SqlStore;
 
 /// Which database the store runs on.
@@ -360,8 +363,8 @@ pub trait Engine: Send + Sync + 'static {
 
 /// The one store interface: every backend implements all of it, and one conformance suite
 /// checks every backend.
-pub trait Store: EventLog + Engine {}
-impl<T: EventLog + Engine> Store for T {}
+pub trait Store: EventLog + Engine + Queries {}
+impl<T: EventLog + Engine + Queries> Store for T {}
 
 /// A leased outbox row.
 #[derive(Debug, Clone, PartialEq)]

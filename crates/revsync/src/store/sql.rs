@@ -86,6 +86,18 @@ impl SqlStore {
         Ok(SqlStore { pool, backend })
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later cannot
+    /// wait for the lock and fails with "database is locked" under concurrency.
+    pub(super) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -193,7 +205,7 @@ impl EventLog for SqlStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(batch.len());
         for d in batch {
             out.push(append_one(&mut tx, d).await?);
@@ -260,7 +272,7 @@ impl EventLog for SqlStore {
         id: i64,
         delivery: &NewDelivery,
     ) -> Result<Appended, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Claim the entry first, so that two operators admitting at once cannot both append.
         let claimed = sqlx::query(
             "UPDATE quarantine SET status = 'admitted', resolved_us = $2 \

@@ -145,7 +145,7 @@ impl Engine for SqlStore {
         effects: &Effects,
         now: Micros,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE events SET status = 'processed', processed_us = $3, lease_owner = NULL, \
                  lease_until_us = NULL, last_error = NULL \
@@ -204,7 +204,7 @@ impl Engine for SqlStore {
     }
 
     async fn enqueue(&self, intents: &[RecordIntent], now: Micros) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         enqueue_in(&mut tx, intents, None, now).await?;
         tx.commit().await?;
         Ok(())

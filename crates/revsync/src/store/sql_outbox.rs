@@ -91,7 +91,7 @@ impl SqlStore {
         max_partitions: i64,
         max_priority: Priority,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE outbox SET status = 'pending', lease_owner = NULL, lease_until_us = NULL \
              WHERE status = 'inflight' AND lease_until_us < $1",
@@ -132,7 +132,7 @@ impl SqlStore {
         settlements: &[Settlement],
         now: Micros,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let load =
             format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE id = $1 AND status = 'inflight'");
         for s in settlements {
@@ -372,7 +372,7 @@ impl SqlStore {
         id: i64,
         now: Micros,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "SELECT sobject, record_key, partition_key, priority, fields, event_ids \
              FROM dead_letters WHERE id = $1 AND status = 'open'",
@@ -458,7 +458,7 @@ impl SqlStore {
         org_usage: Option<(i64, i64)>,
         now: Micros,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if calls > 0 {
             sqlx::query(
                 "INSERT INTO api_budget (name, used, max, observed_us) VALUES ($1, $2, 0, $3) \

@@ -153,3 +153,70 @@ pub fn signed_ipn(refno: &str, message_id: &str, ipn_date: &str) -> FormBody {
     );
     f
 }
+
+/// A revsync instance wired to a Salesforce emulator, as the end-to-end tests see it.
+pub struct E2e {
+    pub t: TestApp,
+    pub emu: sf_emulator::Emulator,
+}
+
+/// Starts the Salesforce emulator and revsync writing to it (sink linger 50 ms).
+pub async fn spawn_e2e(
+    emu_config: sf_emulator::EmulatorConfig,
+    flows: revsync::flows::FlowsConfig,
+) -> E2e {
+    revsync::telemetry::init_logging(revsync::telemetry::LogFormat::Text, "warn");
+    let emu = sf_emulator::spawn(emu_config.clone()).await.unwrap();
+    let s = store::sqlite().await;
+    let mut config = test_config(&s.url);
+    config.salesforce.instance_url = Some(emu.url());
+    config.salesforce.client_id = Some(emu_config.client_id.clone());
+    config.salesforce.client_secret = Some(SecretRef::Value(emu_config.client_secret.clone()));
+    config.sink.linger_ms = 50;
+    config.sink.backoff_base_ms = 10;
+    config.sink.backoff_cap_secs = 1;
+    config.flows = flows;
+    let store: Arc<dyn Store> = Arc::new(s.store.clone());
+    let t = spawn_app_with(config, store.clone(), store, Some(s)).await;
+    E2e { t, emu }
+}
+
+impl E2e {
+    /// Waits until every event is processed and the outbox is empty (or panics after 30 s).
+    pub async fn settled(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = self.t.store.counts().await.unwrap();
+            let outbox = self.t.store.outbox_stats().await.unwrap();
+            if log.pending == 0 && outbox.pending == 0 && outbox.in_flight == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not settled: {log:?} {outbox:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Posts generated deliveries as 2Checkout would (each signed, receipt checked).
+    pub async fn send(&self, deliveries: &[tco_emulator::Delivery]) {
+        let endpoints = tco_emulator::sender::Endpoints {
+            ipn: format!("{}/2checkout/ipn", self.t.url),
+            lcn: format!("{}/2checkout/lcn", self.t.url),
+            ins: format!("{}/2checkout/ins", self.t.url),
+        };
+        let mut cfg = tco_emulator::sender::SenderConfig::new(endpoints, self.t.key.clone());
+        cfg.secret_word = SecretKey::new(SECRET_WORD.as_bytes().to_vec());
+        cfg.schedule = tco_emulator::RetrySchedule::twocheckout().truncated(1);
+        let sender = tco_emulator::Sender::new(cfg).unwrap();
+        for d in deliveries {
+            let report = sender.deliver(d).await;
+            assert_eq!(
+                report.outcome,
+                tco_emulator::sender::Outcome::Delivered,
+                "{report:?}"
+            );
+        }
+    }
+}

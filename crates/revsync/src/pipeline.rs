@@ -1,0 +1,119 @@
+//! The event handler that turns a verified notification into effects: load the ledger records
+//! it touches, apply it ([`crate::ledger::apply`]), plan record intents
+//! ([`crate::flows::Flows::plan`]), and hand both back to the processor, which commits them
+//! with the event's completion in one transaction.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use twocheckout::notification::Notification;
+
+use crate::flows::Flows;
+use crate::ledger::{self, CustomerRecord, LedgerContext, LedgerState, OrderRecord};
+use crate::processor::{EventHandler, HandleError};
+use crate::store::{Effects, Event, LedgerRecord, RecordWrite, Store};
+
+/// Ledger record kinds as stored.
+pub const CUSTOMER: &str = "customer";
+pub const ORDER: &str = "order";
+
+/// The ledger + flows handler.
+pub struct LedgerHandler {
+    store: Arc<dyn Store>,
+    flows: Arc<Flows>,
+    context: LedgerContext,
+}
+
+impl LedgerHandler {
+    pub fn new(store: Arc<dyn Store>, flows: Arc<Flows>) -> LedgerHandler {
+        let context = flows.config().ledger_context();
+        LedgerHandler {
+            store,
+            flows,
+            context,
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(record: &LedgerRecord) -> Result<T, HandleError> {
+    serde_json::from_str(&record.body).map_err(|e| {
+        HandleError::Permanent(format!(
+            "ledger record {}/{} is unreadable: {e}",
+            record.kind, record.key
+        ))
+    })
+}
+
+fn write<T: Serialize>(
+    kind: &str,
+    key: &str,
+    customer_key: Option<&str>,
+    value: &T,
+    loaded: Option<&LedgerRecord>,
+) -> RecordWrite {
+    RecordWrite {
+        kind: kind.to_owned(),
+        key: key.to_owned(),
+        customer_key: customer_key.map(str::to_owned),
+        body: serde_json::to_string(value).expect("ledger records serialize"),
+        expected_version: loaded.map(|r| r.version),
+    }
+}
+
+#[async_trait]
+impl EventHandler for LedgerHandler {
+    async fn handle(
+        &self,
+        event: &Event,
+        notification: &Notification,
+    ) -> Result<Effects, HandleError> {
+        let touched = ledger::touched(notification);
+        let mut keys = Vec::new();
+        if let Some(c) = &touched.customer {
+            keys.push((CUSTOMER.to_owned(), c.clone()));
+        }
+        if let Some(o) = &touched.order {
+            keys.push((ORDER.to_owned(), o.clone()));
+        }
+        let loaded = self
+            .store
+            .ledger_records(&keys)
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        let find = |kind: &str| loaded.iter().find(|r| r.kind == kind);
+        let customer_row = find(CUSTOMER);
+        let order_row = find(ORDER);
+        let state = LedgerState {
+            customer: customer_row.map(decode::<CustomerRecord>).transpose()?,
+            order: order_row.map(decode::<OrderRecord>).transpose()?,
+        };
+
+        let update = ledger::apply(&state, notification, event.id, &self.context);
+        let after = state.after(&update);
+        let intents = self.flows.plan(&update, &after).intents;
+
+        let mut records = Vec::new();
+        if let Some(c) = &update.customer {
+            records.push(write(CUSTOMER, &c.key, Some(&c.key), c, customer_row));
+        }
+        if let Some(o) = &update.order {
+            records.push(write(
+                ORDER,
+                &o.refno,
+                o.customer_key.as_deref(),
+                o,
+                order_row,
+            ));
+        }
+        tracing::debug!(
+            event_id = event.id,
+            reference = %event.reference,
+            changes = update.changes.len(),
+            intents = intents.len(),
+            "event applied to the ledger"
+        );
+        Ok(Effects { records, intents })
+    }
+}
