@@ -2,6 +2,7 @@
 //! prints results. `anyhow` is used here and nowhere in the library.
 
 mod bench;
+mod demo;
 mod quarantine;
 mod verify;
 
@@ -41,6 +42,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything embedded: SQLite, the Salesforce emulator, simulated 2Checkout traffic and
+    /// the dashboard. Ends with a summary (Ctrl-C, or --for SECONDS).
+    #[command(after_help = "Examples:\n  revsync demo\n  revsync demo --for 60 --rate 20")]
+    Demo(demo::DemoArgs),
     /// Write a commented example configuration.
     #[command(after_help = "Example:\n  revsync init --config /etc/revsync/revsync.toml")]
     Init {
@@ -72,7 +77,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Bench(_) => "warn",
+        Command::Bench(_) | Command::Demo(_) => "warn",
         _ => "info",
     };
     telemetry::init_logging(cli.log_format, default_filter);
@@ -98,6 +103,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => demo::run(args).await,
         Command::Init { force } => init(&cli.config, force),
         Command::Serve => serve(&cli.config).await,
         Command::Verify(args) => Ok(verify::run(args)),

@@ -337,6 +337,8 @@ pub trait Engine: Send + Sync + 'static {
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
     /// What an event did in Salesforce.
     async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError>;
+    /// Records written per sObject: `(sobject, created, updated)`, each write counted once.
+    async fn write_totals(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
     async fn dead_letters(
         &self,
         status: Option<DeadLetterStatus>,

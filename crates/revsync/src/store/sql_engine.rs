@@ -238,6 +238,10 @@ impl Engine for SqlStore {
         self.sync_log_impl(event_id).await
     }
 
+    async fn write_totals(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        self.write_totals_impl().await
+    }
+
     async fn dead_letters(
         &self,
         status: Option<DeadLetterStatus>,

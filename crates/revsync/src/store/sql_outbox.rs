@@ -321,6 +321,28 @@ impl SqlStore {
             .collect()
     }
 
+    pub(super) async fn write_totals_impl(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        // One sync-log row per (event, write): count each write once.
+        let rows = sqlx::query(
+            "SELECT sobject, \
+                 COUNT(DISTINCT CASE WHEN created = 1 THEN outbox_id END) AS created, \
+                 COUNT(DISTINCT CASE WHEN created = 0 OR created IS NULL THEN outbox_id END) \
+                     AS updated \
+             FROM sync_log WHERE outcome = 'written' GROUP BY sobject ORDER BY sobject",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("sobject")?,
+                    r.try_get("created")?,
+                    r.try_get("updated")?,
+                ))
+            })
+            .collect()
+    }
+
     pub(super) async fn dead_letters_impl(
         &self,
         status: Option<DeadLetterStatus>,
