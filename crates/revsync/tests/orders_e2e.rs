@@ -127,3 +127,154 @@ async fn the_same_stream_shuffled_and_with_duplicates_gives_the_same_salesforce_
     e.settled().await;
     assert_eq!(state(&e), expected);
 }
+
+/// A completed order IPN from the given customer, signed.
+fn order_from(
+    refno: &str,
+    customer_ref: &str,
+    email: &str,
+    company: &str,
+    first: &str,
+) -> twocheckout::FormBody {
+    let mut f = support::ipn_form(refno, refno, "20261130100140");
+    f.push_scalar("AVANGATE_CUSTOMER_REFERENCE", customer_ref);
+    f.push_scalar("CUSTOMEREMAIL", email);
+    f.push_scalar("COMPANY", company);
+    f.push_scalar("FIRSTNAME", first);
+    twocheckout::signature::sign(
+        &mut f,
+        &twocheckout::SecretKey::new(support::SECRET.as_bytes().to_vec()),
+        &[twocheckout::Algorithm::Sha256],
+    );
+    f
+}
+
+async fn post_order(e: &support::E2e, form: twocheckout::FormBody) {
+    let (status, body) = e.t.post("ipn", form.to_urlencoded()).await;
+    assert_eq!(status, 200, "{body}");
+    e.settled().await;
+}
+
+#[tokio::test]
+async fn an_existing_customer_under_another_case_and_legal_suffix_is_linked_not_duplicated() {
+    let e = support::spawn_e2e(EmulatorConfig::default(), Default::default()).await;
+    let account = e.emu.insert(
+        "Account",
+        serde_json::json!({"Name": "ACME Inc.", "Website": "https://www.acme.example"}),
+    );
+    let contact = e.emu.insert(
+        "Contact",
+        serde_json::json!({"LastName": "Coutinho", "Email": "Alvaro@ACME.example", "AccountId": account}),
+    );
+    post_order(
+        &e,
+        order_from(
+            "600001",
+            "77001",
+            "alvaro@acme.example",
+            "Acme Ltda.",
+            "Álvaro",
+        ),
+    )
+    .await;
+    let accounts = e.emu.records("Account");
+    let contacts = e.emu.records("Contact");
+    assert_eq!(
+        (accounts.len(), contacts.len()),
+        (1, 1),
+        "{accounts:?} {contacts:?}"
+    );
+    assert_eq!(
+        accounts[0]["TwoCheckout_Customer_Ref__c"], "77001",
+        "our external id stamped"
+    );
+    assert_eq!(contacts[0]["Id"].as_str(), Some(contact.as_str()));
+    assert_eq!(contacts[0]["TwoCheckout_Customer_Ref__c"], "77001");
+    let opp = &e.emu.records("Opportunity")[0];
+    assert_eq!(opp["AccountId"].as_str(), Some(account.as_str()));
+
+    // A colleague at the same company (company domain + fuzzy name) joins that Account.
+    post_order(
+        &e,
+        order_from(
+            "600002",
+            "77002",
+            "maria@acme.example",
+            "Acme Limited",
+            "Maria",
+        ),
+    )
+    .await;
+    assert_eq!(e.emu.records("Account").len(), 1);
+    let contacts = e.emu.records("Contact");
+    assert_eq!(contacts.len(), 2);
+    assert!(contacts
+        .iter()
+        .all(|c| c["AccountId"].as_str() == Some(account.as_str())));
+    // Her second order changes nothing in who she is.
+    post_order(
+        &e,
+        order_from(
+            "600003",
+            "77002",
+            "maria@acme.example",
+            "Acme Limited",
+            "Maria",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (
+            e.emu.records("Account").len(),
+            e.emu.records("Contact").len()
+        ),
+        (1, 2)
+    );
+    assert_eq!(e.emu.records("Opportunity").len(), 3);
+}
+
+#[tokio::test]
+async fn two_customers_of_one_company_share_one_account_and_free_mail_never_matches_by_domain() {
+    let e = support::spawn_e2e(EmulatorConfig::default(), Default::default()).await;
+    post_order(
+        &e,
+        order_from(
+            "610001",
+            "88001",
+            "ana@globex.example",
+            "Globex GmbH",
+            "Ana",
+        ),
+    )
+    .await;
+    post_order(
+        &e,
+        order_from("610002", "88002", "ben@globex.example", "GLOBEX", "Ben"),
+    )
+    .await;
+    let accounts = e.emu.records("Account");
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    let contacts = e.emu.records("Contact");
+    assert_eq!(contacts.len(), 2);
+    assert!(contacts.iter().all(|c| c["AccountId"] == accounts[0]["Id"]));
+    // The second buyer's Opportunity is on the shared Account too.
+    assert!(e
+        .emu
+        .records("Opportunity")
+        .iter()
+        .all(|o| o["AccountId"] == accounts[0]["Id"]));
+
+    // Two free-mail customers naming the same company are not merged by domain.
+    post_order(
+        &e,
+        order_from("610003", "88003", "carl@gmail.com", "Initech", "Carl"),
+    )
+    .await;
+    post_order(
+        &e,
+        order_from("610004", "88004", "dora@gmail.com", "Initech", "Dora"),
+    )
+    .await;
+    assert_eq!(e.emu.records("Account").len(), 3);
+    assert_eq!(e.emu.records("Contact").len(), 4);
+}

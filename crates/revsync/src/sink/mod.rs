@@ -12,6 +12,7 @@
 //! The sink never writes SQL (it calls the store) and knows nothing of 2Checkout.
 
 pub mod governor;
+mod identity;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,9 @@ pub struct SinkConfig {
     pub bulk_threshold: usize,
     /// External-id field of Account and Contact (the identity map learns from it).
     pub customer_external_id: String,
+    /// Look for a new customer in Salesforce before creating them (DESIGN §5).
+    pub matching_enabled: bool,
+    pub matching: crate::matching::MatchThresholds,
     pub budget: BudgetConfig,
 }
 
@@ -68,6 +72,8 @@ impl Default for SinkConfig {
             duplicate_race_retries: 1,
             bulk_threshold: 2_000,
             customer_external_id: "TwoCheckout_Customer_Ref__c".into(),
+            matching_enabled: true,
+            matching: crate::matching::MatchThresholds::default(),
             budget: BudgetConfig::default(),
         }
     }
@@ -188,7 +194,7 @@ impl Sink {
             }
         };
         let lease_until = Micros(now.0 + (self.config.lease_secs as i64) * 1_000_000);
-        let items = self
+        let mut items = self
             .store
             .lease_outbox(
                 &self.owner,
@@ -201,6 +207,11 @@ impl Sink {
         if items.is_empty() {
             return Ok(RoundReport::default());
         }
+        // Customers new to the identity map: link to what Salesforce already has.
+        let mut resolved = Outcome::default();
+        let held = self.resolve_identities(&mut items, &mut resolved).await;
+        let total_items = items.len();
+        items.retain(|i| !held.contains(&i.id));
         let mut requests = plan::plan(&items, &self.limits);
         // Never plan past the budget: what does not fit goes back, untouched, for later.
         let mut released = Vec::new();
@@ -219,8 +230,9 @@ impl Sink {
         }
         let items = Arc::new(items);
         let mut report = RoundReport {
-            items: items.len(),
+            items: total_items,
             requests: requests.len(),
+            api_calls: resolved.api_calls,
             ..RoundReport::default()
         };
         let sends = requests.into_iter().map(|request| {
@@ -232,7 +244,8 @@ impl Sink {
             .collect()
             .await;
         let mut settlements = released;
-        let mut identities = Vec::new();
+        settlements.extend(resolved.settlements);
+        let mut identities = resolved.identities;
         for o in outcomes {
             report.api_calls += o.api_calls;
             settlements.extend(o.settlements);

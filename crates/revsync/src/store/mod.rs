@@ -350,6 +350,9 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The identity map: which Salesforce records a 2Checkout customer is.
     async fn identities(&self, customer_keys: &[String]) -> Result<Vec<Identity>, StoreError>;
+    /// Saves what is known of a customer's records. A plain write (`created`, `upserted`)
+    /// never replaces how an existing identity was established (matched, shared, …), and
+    /// known ids are never erased by unknown ones.
     async fn save_identity(&self, identity: &Identity, now: Micros) -> Result<(), StoreError>;
 
     /// API calls revsync made (all processes), counted per hour, and the org's usage as

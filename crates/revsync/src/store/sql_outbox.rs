@@ -462,7 +462,9 @@ impl SqlStore {
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_key) DO UPDATE SET \
                  account_id = COALESCE(excluded.account_id, identities.account_id), \
                  contact_id = COALESCE(excluded.contact_id, identities.contact_id), \
-                 source = excluded.source, updated_us = excluded.updated_us",
+                 source = CASE WHEN excluded.source IN ('created', 'upserted') \
+                     THEN identities.source ELSE excluded.source END, \
+                 updated_us = excluded.updated_us",
         )
         .bind(&i.customer_key)
         .bind(&i.account_id)
