@@ -16,7 +16,8 @@ use crate::support::store::TestStore;
 
 /// A customer name that would run script if it were ever parsed as HTML.
 pub const HOSTILE_NAME: &str = "<img src=x onerror=alert(1)>";
-/// A company name with more markup, for the dead letter's fields.
+/// A company name with more markup: the Account's name and the dead Opportunity's
+/// description.
 pub const HOSTILE_COMPANY: &str = "</td><script>alert(2)</script>";
 
 pub const CUSTOMER: &str = "77001";
@@ -161,7 +162,7 @@ pub async fn seed(store: &dyn Store) -> Seeded {
                 "Opportunity",
                 ORDER_FIELD,
                 ORDER,
-                json!({"Name": ORDER, "Amount": -5.0,
+                json!({"Name": ORDER, "Amount": -5.0, "Description": HOSTILE_COMPANY,
                 "Account": {CUST_FIELD: CUSTOMER}}),
             ),
         ],
