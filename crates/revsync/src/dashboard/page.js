@@ -1,6 +1,6 @@
 "use strict";
-// The revsync dashboard. Polls the JSON API every 2 s. Every value from the API reaches the
-// page as text (textContent / text nodes); nothing is ever parsed as HTML.
+// The revsync dashboard. Polls the JSON API every 2 s (searches run on demand). Every value
+// from the API reaches the page as text (textContent / text nodes); nothing is parsed as HTML.
 (function () {
   const POLL_MS = 2000;
   const $ = (id) => document.getElementById(id);
@@ -215,18 +215,16 @@
 
   async function refresh() {
     try {
-      const [events, letters, budget, stats, found] = await Promise.all([
+      const [events, letters, budget, stats] = await Promise.all([
         api("/api/v1/events?limit=50"),
         api("/api/v1/dead-letters?status=open"),
         api("/api/v1/budget"),
         api("/api/v1/stats"),
-        query ? api("/api/v1/search?q=" + encodeURIComponent(query)) : Promise.resolve(null),
       ]);
       renderEvents($("events"), $("events-empty"), events.events);
       renderDeadLetters(letters.dead_letters);
       renderBudget(budget);
       renderStats(stats);
-      renderSearch(found);
       setStatus("updated " + new Date().toLocaleTimeString(), false);
       document.body.setAttribute("data-loaded", "true");
     } catch (e) {
@@ -235,6 +233,20 @@
       } else {
         setStatus("update failed: " + e.message, true);
       }
+    }
+  }
+
+  // A search scans the store, so it runs when asked for, not on every poll.
+  async function runSearch() {
+    if (!query) {
+      renderSearch(null);
+      return;
+    }
+    try {
+      renderSearch(await api("/api/v1/search?q=" + encodeURIComponent(query)));
+    } catch (e) {
+      $("search-results").hidden = true;
+      $("search-summary").textContent = "Search failed: " + e.message;
     }
   }
 
@@ -247,7 +259,7 @@
       notice("Replay of dead letter " + id + " failed: " + e.message, true);
       button.disabled = false;
     }
-    await refresh();
+    await Promise.all([refresh(), runSearch()]);
   }
 
   async function loop() {
@@ -261,13 +273,14 @@
     query = $("search-input").value.trim();
     const url = query ? "?q=" + encodeURIComponent(query) : window.location.pathname;
     window.history.replaceState(null, "", url);
-    refresh();
+    runSearch();
   });
   $("search-clear").addEventListener("click", () => {
     query = "";
     $("search-input").value = "";
     window.history.replaceState(null, "", window.location.pathname);
-    refresh();
+    runSearch();
   });
+  runSearch();
   loop();
 })();
