@@ -8,15 +8,20 @@
 //! failure-recovery schedule (compressed), stopping by itself.
 //!
 //! It must not know about revsync's engine, store or Salesforce: it only speaks the
-//! wire protocol (via the `twocheckout` crate) to a URL. The REST 6.0 emulator is not
-//! part of this crate yet.
+//! wire protocol (via the `twocheckout` crate) to a URL.
+//!
+//! [`rest`] serves 2Checkout's REST API 6.0 (order and subscription search and retrieval,
+//! `X-Avangate-Authentication` checked) over the same generated history, for backfill and
+//! reconciliation.
 
 pub mod catalog;
 pub mod generator;
+pub mod rest;
 pub mod schedule;
 pub mod sender;
 
 pub use generator::{Delivery, Generator, GeneratorConfig, LcnEvent, ScenarioKind};
+pub use rest::{RestAuth, RestData, RestEmulator, RestState};
 pub use schedule::RetrySchedule;
 pub use sender::{
     Attempt, AttemptResult, DeliveryReport, Endpoints, Outcome, RunSummary, Sender, SenderConfig,

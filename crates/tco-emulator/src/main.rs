@@ -26,6 +26,57 @@ struct Cli {
 enum Command {
     /// Generate N scenarios and deliver their IPN/LCN/INS notifications.
     Send(SendArgs),
+    /// Serve the REST API 6.0 (orders, subscriptions) over the history the same seed and
+    /// count generate, until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  TCO_SECRET_KEY=… tco-emulator rest --listen 127.0.0.1:8090 --count 500 --seed 1"
+    )]
+    Rest(RestArgs),
+}
+
+#[derive(Parser)]
+struct RestArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: std::net::SocketAddr,
+    /// Merchant code clients must authenticate with.
+    #[arg(long, default_value = "REVSYNC01")]
+    merchant_code: String,
+    /// Account Secret Key (REST authentication).
+    #[arg(long, env = "TCO_SECRET_KEY", hide_env_values = true)]
+    secret: String,
+    /// Number of scenarios of history.
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// RNG seed: the same seed and count give the same history as `send`.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Mark the history as test orders.
+    #[arg(long)]
+    test_orders: bool,
+}
+
+async fn rest(args: RestArgs) -> anyhow::Result<()> {
+    let mut gen_cfg = GeneratorConfig::new(args.seed);
+    gen_cfg.test_orders = args.test_orders;
+    gen_cfg.merchant_code = args.merchant_code.clone();
+    let deliveries = Generator::new(gen_cfg).generate(args.count);
+    let data = tco_emulator::RestData::from_deliveries(&deliveries, &args.merchant_code);
+    let auth = tco_emulator::RestAuth::new(&args.merchant_code, SecretKey::from(args.secret));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        url = %format!("http://{}/rest/6.0/", args.listen),
+        orders = data.orders().count(),
+        subscriptions = data.subscriptions().count(),
+        "REST 6.0 emulator listening"
+    );
+    tco_emulator::rest::serve(listener, tco_emulator::RestState::new(data, auth), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("REST emulator failed")
 }
 
 #[derive(Parser)]
@@ -83,7 +134,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Send(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Send(args) => args,
+        Command::Rest(args) => return rest(args).await,
+    };
 
     let mut gen_cfg = GeneratorConfig::new(args.seed);
     gen_cfg.test_orders = args.test_orders;
