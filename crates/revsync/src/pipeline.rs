@@ -11,13 +11,16 @@ use serde::Serialize;
 use twocheckout::notification::Notification;
 
 use crate::flows::Flows;
-use crate::ledger::{self, CustomerRecord, LedgerContext, LedgerState, OrderRecord};
+use crate::ledger::{
+    self, CustomerRecord, LedgerContext, LedgerState, OrderRecord, SubscriptionRecord,
+};
 use crate::processor::{EventHandler, HandleError};
 use crate::store::{Effects, Event, LedgerRecord, RecordWrite, Store};
 
 /// Ledger record kinds as stored.
 pub const CUSTOMER: &str = "customer";
 pub const ORDER: &str = "order";
+pub const SUBSCRIPTION: &str = "subscription";
 
 /// The ledger + flows handler.
 pub struct LedgerHandler {
@@ -77,6 +80,9 @@ impl EventHandler for LedgerHandler {
         if let Some(o) = &touched.order {
             keys.push((ORDER.to_owned(), o.clone()));
         }
+        if let Some(s) = &touched.subscription {
+            keys.push((SUBSCRIPTION.to_owned(), s.clone()));
+        }
         let loaded = self
             .store
             .ledger_records(&keys)
@@ -85,9 +91,13 @@ impl EventHandler for LedgerHandler {
         let find = |kind: &str| loaded.iter().find(|r| r.kind == kind);
         let customer_row = find(CUSTOMER);
         let order_row = find(ORDER);
+        let subscription_row = find(SUBSCRIPTION);
         let state = LedgerState {
             customer: customer_row.map(decode::<CustomerRecord>).transpose()?,
             order: order_row.map(decode::<OrderRecord>).transpose()?,
+            subscription: subscription_row
+                .map(decode::<SubscriptionRecord>)
+                .transpose()?,
         };
 
         let update = ledger::apply(&state, notification, event.id, &self.context);
@@ -105,6 +115,15 @@ impl EventHandler for LedgerHandler {
                 o.customer_key.as_deref(),
                 o,
                 order_row,
+            ));
+        }
+        if let Some(s) = &update.subscription {
+            records.push(write(
+                SUBSCRIPTION,
+                &s.reference,
+                s.customer_key.as_deref(),
+                s,
+                subscription_row,
             ));
         }
         tracing::debug!(

@@ -121,6 +121,10 @@ fn run(flows: &Flows, stream: &[Notification]) -> serde_json::Value {
                 .order
                 .clone()
                 .filter(|o| Some(&o.refno) == keys.order.as_ref()),
+            subscription: state
+                .subscription
+                .clone()
+                .filter(|s| Some(&s.reference) == keys.subscription.as_ref()),
         };
         let update = ledger::apply(&loaded, n, i as i64 + 1, &ctx);
         let after = loaded.after(&update);

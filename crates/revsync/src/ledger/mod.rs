@@ -44,6 +44,7 @@
 //! What this module must not know: storage, Salesforce, the flows' mapping.
 
 pub mod fx;
+pub mod subscription;
 
 use std::collections::BTreeMap;
 
@@ -56,6 +57,7 @@ use twocheckout::notification::{
 };
 
 pub use fx::{FxSource, FxTable};
+pub use subscription::{Lifecycle, SubscriptionRecord};
 
 // ---------------------------------------------------------------------------------
 // Stamps and field merging
@@ -763,6 +765,9 @@ pub struct LedgerState {
     pub customer: Option<CustomerRecord>,
     /// The order named by [`Touched::order`].
     pub order: Option<OrderRecord>,
+    /// The subscription named by [`Touched::subscription`].
+    #[serde(default)]
+    pub subscription: Option<SubscriptionRecord>,
 }
 
 /// Configuration the ledger needs.
@@ -862,6 +867,14 @@ pub enum LedgerChange {
         /// `invoice_id`.
         invoice_id: Option<String>,
     },
+    /// A subscription's derived state changed; `items` are the keys of
+    /// [`SubscriptionRecord::lifecycle`] entries that are new or changed.
+    SubscriptionChanged {
+        /// Subscription reference.
+        reference: String,
+        /// New or changed lifecycle keys.
+        items: Vec<String>,
+    },
     /// The order's amounts cannot be converted: no rate for its currency.
     FxRateMissing {
         /// `REFNO`.
@@ -880,6 +893,9 @@ pub struct LedgerUpdate {
     pub customer: Option<CustomerRecord>,
     /// The new order record, when it changed.
     pub order: Option<OrderRecord>,
+    /// The new subscription record, when it changed.
+    #[serde(default)]
+    pub subscription: Option<SubscriptionRecord>,
     /// What happened, in a fixed order (customer, then order).
     pub changes: Vec<LedgerChange>,
     /// The notification was a test (`TEST_ORDER=1`, LCN `TEST=1`, sandbox INS sale).
@@ -889,7 +905,10 @@ pub struct LedgerUpdate {
 impl LedgerUpdate {
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.customer.is_none() && self.order.is_none() && self.changes.is_empty()
+        self.customer.is_none()
+            && self.order.is_none()
+            && self.subscription.is_none()
+            && self.changes.is_empty()
     }
 }
 
@@ -899,6 +918,10 @@ impl LedgerState {
         LedgerState {
             customer: update.customer.clone().or_else(|| self.customer.clone()),
             order: update.order.clone().or_else(|| self.order.clone()),
+            subscription: update
+                .subscription
+                .clone()
+                .or_else(|| self.subscription.clone()),
         }
     }
 }
@@ -919,10 +942,12 @@ pub fn touched(n: &Notification) -> Touched {
             order: None,
             subscription: Some(lcn.license_code.to_string()),
         },
-        Notification::Ins(_) => Touched {
+        Notification::Ins(ins) => Touched {
             customer: n.customer_key(),
             order: Some(n.reference().to_owned()),
-            subscription: None,
+            // Legacy recurring sales: the sale is the subscription (see `subscription`).
+            subscription: subscription::ins_is_recurring(&ins.message_type)
+                .then(|| n.reference().to_owned()),
         },
     }
 }
@@ -1038,6 +1063,32 @@ pub fn apply(
         changes.splice(0..0, customer_changes);
     }
 
+    // Subscription.
+    let mut new_subscription = None;
+    if let Some(reference) = keys.subscription.as_deref() {
+        let before = state
+            .subscription
+            .as_ref()
+            .filter(|s| s.reference == reference);
+        let mut sub = before
+            .cloned()
+            .unwrap_or_else(|| SubscriptionRecord::new(reference));
+        subscription::apply(&mut sub, n, event_id, at);
+        if before != Some(&sub) {
+            let items: Vec<String> = sub
+                .lifecycle
+                .iter()
+                .filter(|(k, v)| before.and_then(|b| b.lifecycle.get(*k)) != Some(*v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            changes.push(LedgerChange::SubscriptionChanged {
+                reference: reference.to_owned(),
+                items,
+            });
+            new_subscription = Some(sub);
+        }
+    }
+
     if let Notification::Ins(ins) = n {
         if ins.message_type == InsMessageType::RecurringInstallmentFailed
             && new_order
@@ -1060,6 +1111,7 @@ pub fn apply(
     LedgerUpdate {
         customer: new_customer,
         order: new_order,
+        subscription: new_subscription,
         changes,
         test: n.is_test(),
     }

@@ -338,6 +338,7 @@ fn customer_fields_take_the_newest_value() {
             let s = LedgerState {
                 customer: state.customer.clone(),
                 order: None,
+                subscription: None,
             };
             let u = apply(&s, n, *id, &ctx());
             state = s.after(&u);
