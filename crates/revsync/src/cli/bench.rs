@@ -12,6 +12,9 @@ use revsync::config::{Config, SecretRef, SqliteSync};
 use tokio_util::sync::CancellationToken;
 use twocheckout::signature::SecretKey;
 
+#[path = "bench_calls.rs"]
+mod calls;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Durable ingest: IPN/s and receipt latency with fsync on commit, beside a
@@ -32,10 +35,23 @@ pub enum BenchCommand {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Salesforce API calls per 1,000 order events (Account + Contact + Opportunity each)
+    /// at a burst and at a trickle, beside a naive per-event integration (look up, then
+    /// create or update, per record), all against the Salesforce emulator.
+    #[command(after_help = "Example:\n  cargo run --release -- bench calls --events 1000")]
+    Calls {
+        /// Completed-order IPNs in the burst (distinct customers).
+        #[arg(long, default_value_t = 1_000)]
+        events: usize,
+        /// Events sent one at a time in the trickle run.
+        #[arg(long, default_value_t = 20)]
+        trickle: usize,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
+        BenchCommand::Calls { events, trickle } => calls::run(events, trickle).await?,
         BenchCommand::Ingest {
             requests,
             concurrency,

@@ -219,7 +219,7 @@ impl Sink {
             }
         };
         let mut accounts: Vec<Value> = Vec::new();
-        if !domains.is_empty() {
+        if !domains.is_empty() && self.config.matching_account_websites {
             let websites: Vec<String> = domains
                 .iter()
                 .map(|d| {
@@ -275,7 +275,35 @@ impl Sink {
 
         let mut decided = Vec::new();
         for customer in &customers {
-            let decision = matching::decide(customer, &found, &self.config.matching);
+            // Only the rows this customer's own evidence found: the same e-mail, or the same
+            // company domain (never another customer's rows of the same batch).
+            let email = customer
+                .email
+                .as_deref()
+                .and_then(matching::normalise_email);
+            let domain = customer.email.as_deref().and_then(matching::company_domain);
+            let relevant: Vec<SalesforceCandidate> = found
+                .iter()
+                .filter(|f| {
+                    let same_email = email.is_some()
+                        && f.email.as_deref().and_then(matching::normalise_email) == email;
+                    let same_domain = domain.as_deref().is_some_and(|d| {
+                        f.email
+                            .as_deref()
+                            .and_then(matching::company_domain)
+                            .as_deref()
+                            == Some(d)
+                            || f.website
+                                .as_deref()
+                                .and_then(matching::website_domain)
+                                .as_deref()
+                                == Some(d)
+                    });
+                    same_email || same_domain
+                })
+                .cloned()
+                .collect();
+            let decision = matching::decide(customer, &relevant, &self.config.matching);
             let identity = match decision {
                 MatchDecision::Create => continue,
                 MatchDecision::Link {

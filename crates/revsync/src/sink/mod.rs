@@ -56,6 +56,9 @@ pub struct SinkConfig {
     pub customer_external_id: String,
     /// Look for a new customer in Salesforce before creating them (DESIGN §5).
     pub matching_enabled: bool,
+    /// Also match new customers' company domains against Account `Website` (one more query
+    /// per round with new customers; Contacts' e-mail domains are always used).
+    pub matching_account_websites: bool,
     pub matching: crate::matching::MatchThresholds,
     pub budget: BudgetConfig,
 }
@@ -73,6 +76,7 @@ impl Default for SinkConfig {
             bulk_threshold: 2_000,
             customer_external_id: "TwoCheckout_Customer_Ref__c".into(),
             matching_enabled: true,
+            matching_account_websites: false,
             matching: crate::matching::MatchThresholds::default(),
             budget: BudgetConfig::default(),
         }
@@ -145,9 +149,10 @@ impl Sink {
                         .oldest_due
                         .map(|due| Duration::from_micros((Micros::now().0 - due.0).max(0) as u64))
                         .unwrap_or_default();
-                    let full = stats.pending >= self.limits.nodes_per_request as i64;
+                    // Several full requests' worth waiting: no reason to wait longer.
+                    let full = stats.pending >= 4 * self.limits.nodes_per_request as i64;
                     if full || age >= linger {
-                        match self.run_once().await {
+                        match self.round(false).await {
                             Ok(report) => match report.paused {
                                 Some(reason) => {
                                     tracing::warn!(%reason, "API budget: writes paused");
@@ -181,6 +186,13 @@ impl Sink {
 
     /// One round over whatever is due now (no linger).
     pub async fn run_once(&self) -> Result<RoundReport, SinkError> {
+        self.round(true).await
+    }
+
+    /// One round. Unless `flush`, a last, partly filled request whose intents have all
+    /// waited less than the linger goes back to wait for company (DESIGN §4: wait at most
+    /// the linger, or until a request is full).
+    async fn round(&self, flush: bool) -> Result<RoundReport, SinkError> {
         let now = Micros::now();
         let budget = self.store.api_budget(now).await?;
         let (up_to, calls_left) = match governor::decide(&self.config.budget, &budget) {
@@ -213,8 +225,22 @@ impl Sink {
         let total_items = items.len();
         items.retain(|i| !held.contains(&i.id));
         let mut requests = plan::plan(&items, &self.limits);
-        // Never plan past the budget: what does not fit goes back, untouched, for later.
         let mut released = Vec::new();
+        if !flush {
+            let young = Micros(now.0 - (self.config.linger_ms as i64) * 1_000);
+            let keep_last = requests.last().is_none_or(|r| {
+                r.is_full(&self.limits) || r.items().any(|i| items[i].due <= young)
+            });
+            if !keep_last {
+                if let Some(last) = requests.pop() {
+                    released.extend(
+                        last.items()
+                            .map(|i| Settlement::Release { id: items[i].id }),
+                    );
+                }
+            }
+        }
+        // Never plan past the budget: what does not fit goes back, untouched, for later.
         if let Some(left) = calls_left {
             let mut cost = 0;
             let keep = requests

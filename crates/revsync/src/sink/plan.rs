@@ -52,6 +52,18 @@ pub enum Request {
 }
 
 impl Request {
+    /// True when the request carries as much as one call can.
+    pub fn is_full(&self, limits: &PlanLimits) -> bool {
+        match self {
+            Request::Graphs(graphs) => {
+                graphs.len() >= limits.graphs_per_request
+                    || graphs.iter().map(Vec::len).sum::<usize>() + 3 > limits.nodes_per_request
+            }
+            Request::Collection { items, .. } => items.len() >= limits.collection_size,
+            Request::Bulk { .. } => true,
+        }
+    }
+
     /// API calls the request costs (ASSUMED for Bulk: one per HTTP request of a job).
     pub fn api_calls(&self) -> i64 {
         match self {
@@ -172,6 +184,7 @@ mod tests {
             },
             event_ids: vec![id],
             attempts: 0,
+            due: crate::store::Micros(0),
         }
     }
 

@@ -313,6 +313,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Enqueues intents that come from no event (rollups, backfills, replays).
     async fn enqueue(&self, intents: &[RecordIntent], now: Micros) -> Result<(), StoreError>;
 
+    /// In ONE transaction: writes ledger records (version-checked like [`Engine::commit_event`])
+    /// and enqueues intents, for effects that come from no event (backfill). `Err(Conflict)`
+    /// when a record changed since it was read (nothing written; read again and retry).
+    async fn commit_records(&self, effects: &Effects, now: Micros) -> Result<(), StoreError>;
+
     /// Leases whole partitions of due pending intents (at most `max_partitions`, most urgent
     /// priority first, oldest first) to `owner`: they become in flight. A partition that
     /// already has intents in flight is skipped, so one customer's writes stay in order;
@@ -379,6 +384,8 @@ pub struct OutboxItem {
     pub event_ids: Vec<i64>,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// When it became due (enqueued, or its retry time).
+    pub due: Micros,
 }
 
 /// What became of one leased outbox row.

@@ -14,7 +14,7 @@ use super::{
 use crate::intent::{Priority, RecordIntent, RecordKey};
 
 const ITEM_COLUMNS: &str =
-    "id, sobject, record_key, partition_key, priority, fields, event_ids, attempts";
+    "id, sobject, record_key, partition_key, priority, fields, event_ids, attempts, next_attempt_us";
 
 const HOUR_US: i64 = 3_600_000_000;
 
@@ -49,6 +49,7 @@ fn item_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
         intent,
         event_ids,
         attempts: row.try_get("attempts")?,
+        due: Micros(row.try_get("next_attempt_us")?),
     })
 }
 
