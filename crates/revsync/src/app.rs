@@ -84,10 +84,28 @@ impl App {
             committer,
             max_body_bytes: config.server.max_body_bytes,
         };
-        let router = server::router(
+        let mut router = server::router(
             state,
             Duration::from_secs(config.server.request_timeout_secs),
         );
+        if config.dashboard.enabled {
+            let token = config
+                .dashboard
+                .token
+                .as_ref()
+                .map(|t| t.resolve("dashboard.token"))
+                .transpose()?;
+            let dashboard = crate::dashboard::DashboardState::new(
+                store.clone(),
+                token,
+                config.salesforce.instance_url.clone(),
+            )
+            .map_err(|e| ConfigError::Key {
+                key: "dashboard".into(),
+                problem: e.to_string(),
+            })?;
+            router = router.merge(crate::dashboard::router(dashboard));
+        }
         // Processing: verified events → ledger → record intents, in this process.
         let flows = Arc::new(Flows::new(&config.flows)?);
         let processor = Processor {

@@ -152,6 +152,9 @@ pub struct TwoCheckoutConfig {
     pub ins_secret_word: Option<SecretRef>,
     /// Weakest signature accepted: `md5`, `sha256` or `sha3-256`.
     pub minimum_algorithm: String,
+    /// REST API 6.0 base URL (backfill, reconcile); authenticated with `merchant_code` and
+    /// `secret_key`.
+    pub api_url: String,
 }
 
 impl Default for TwoCheckoutConfig {
@@ -162,6 +165,7 @@ impl Default for TwoCheckoutConfig {
             previous_secret_key: None,
             ins_secret_word: None,
             minimum_algorithm: "sha256".into(),
+            api_url: "https://api.2checkout.com/rest/6.0/".into(),
         }
     }
 }
@@ -232,6 +236,27 @@ pub struct Config {
     pub salesforce: SalesforceConfig,
     pub flows: crate::flows::FlowsConfig,
     pub sink: crate::sink::SinkConfig,
+    pub dashboard: DashboardConfig,
+}
+
+/// `[dashboard]`: the operator's page at `/dashboard` and the JSON API at `/api/v1`, served
+/// on `server.listen` (loopback by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    pub enabled: bool,
+    /// Required from every request (`Authorization: Bearer …` or the cookie set by
+    /// `/dashboard?token=…`). Without it only localhost requests are answered.
+    pub token: Option<SecretRef>,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            token: None,
+        }
+    }
 }
 
 /// Secrets and parsed values the service runs with, derived once from [`Config`].
