@@ -236,6 +236,7 @@ pub struct Config {
     pub salesforce: SalesforceConfig,
     pub flows: crate::flows::FlowsConfig,
     pub sink: crate::sink::SinkConfig,
+    pub alerts: crate::alerts::AlertsConfig,
     pub dashboard: DashboardConfig,
 }
 

@@ -4,7 +4,9 @@
 //! `store` (event log) → `processor` (lease events, hand them to handlers). The binary in
 //! `main.rs` is a thin command-line layer over this library.
 
+pub mod alerts;
 pub mod app;
+pub mod backfill;
 pub mod config;
 pub mod dashboard;
 pub mod flows;
@@ -14,6 +16,7 @@ pub mod ledger;
 pub mod matching;
 pub mod pipeline;
 pub mod processor;
+pub mod reconcile;
 pub mod server;
 pub mod sink;
 pub mod store;

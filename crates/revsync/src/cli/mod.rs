@@ -1,10 +1,12 @@
 //! Command-line interface. Binary-only: parses arguments, loads the config, calls the library,
 //! prints results. `anyhow` is used here and nowhere in the library.
 
+mod backfill;
 mod bench;
 mod demo;
 mod quarantine;
 mod verify;
+mod reconcile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +72,18 @@ enum Command {
     /// Event-log totals.
     Status,
     /// Benchmarks (print figures beside a baseline measured in the same run).
+    /// Pull 2Checkout order history (REST API 6.0) into the ledger and queue the Salesforce
+    /// writes at backfill priority (payments go first). Safe to run again: nothing changes.
+    #[command(
+        after_help = "Examples:\n  revsync backfill --since 2024-01-01\n  revsync backfill --since 2024-01-01 --until 2024-06-30 --json"
+    )]
+    Backfill(backfill::BackfillArgs),
+    /// Compare 2Checkout, the ledger and Salesforce: missing, extra and differing records and
+    /// amounts. Exit 1 when they disagree (and --repair was not given).
+    #[command(
+        after_help = "Examples:\n  revsync reconcile --since 2024-01-01\n  revsync reconcile --since 2024-01-01 --json > drift.json\n  revsync reconcile --since 2024-01-01 --repair"
+    )]
+    Reconcile(reconcile::ReconcileArgs),
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
@@ -117,6 +131,8 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load(path, false)?)
 }
 
+        Command::Backfill(args) => backfill::run(&load(&cli.config)?, args).await,
+        Command::Reconcile(args) => reconcile::run(&load(&cli.config)?, args).await,
 fn init(path: &std::path::Path, force: bool) -> anyhow::Result<ExitCode> {
     if path.exists() && !force {
         anyhow::bail!(

@@ -103,6 +103,55 @@ pub(super) async fn enqueue_in(
     Ok(())
 }
 
+/// Writes ledger records inside an open transaction, each checked against the version it was
+/// read at. `Err(Conflict)` when one changed since.
+pub(super) async fn write_records_in(
+    conn: &mut AnyConnection,
+    records: &[super::RecordWrite],
+    now: Micros,
+) -> Result<(), StoreError> {
+    for w in records {
+        let written = match w.expected_version {
+            None => {
+                sqlx::query(
+                    "INSERT INTO ledger_records (kind, key, customer_key, body, version, \
+                             updated_us) VALUES ($1, $2, $3, $4, 1, $5) \
+                         ON CONFLICT (kind, key) DO NOTHING",
+                )
+                .bind(&w.kind)
+                .bind(&w.key)
+                .bind(&w.customer_key)
+                .bind(&w.body)
+                .bind(now.0)
+                .execute(&mut *conn)
+                .await?
+            }
+            Some(version) => {
+                sqlx::query(
+                    "UPDATE ledger_records SET body = $3, customer_key = $4, \
+                             version = version + 1, updated_us = $6 \
+                         WHERE kind = $1 AND key = $2 AND version = $5",
+                )
+                .bind(&w.kind)
+                .bind(&w.key)
+                .bind(&w.body)
+                .bind(&w.customer_key)
+                .bind(version)
+                .bind(now.0)
+                .execute(&mut *conn)
+                .await?
+            }
+        };
+        if written.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "ledger record {}/{} changed since it was read",
+                w.kind, w.key
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Engine for SqlStore {
     async fn ledger_records(
@@ -159,48 +208,18 @@ impl Engine for SqlStore {
         if done.rows_affected() != 1 {
             return Ok(false); // the lease was lost: roll back, someone else has the event
         }
-        for w in &effects.records {
-            let written = match w.expected_version {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO ledger_records (kind, key, customer_key, body, version, \
-                             updated_us) VALUES ($1, $2, $3, $4, 1, $5) \
-                         ON CONFLICT (kind, key) DO NOTHING",
-                    )
-                    .bind(&w.kind)
-                    .bind(&w.key)
-                    .bind(&w.customer_key)
-                    .bind(&w.body)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?
-                }
-                Some(version) => {
-                    sqlx::query(
-                        "UPDATE ledger_records SET body = $3, customer_key = $4, \
-                             version = version + 1, updated_us = $6 \
-                         WHERE kind = $1 AND key = $2 AND version = $5",
-                    )
-                    .bind(&w.kind)
-                    .bind(&w.key)
-                    .bind(&w.body)
-                    .bind(&w.customer_key)
-                    .bind(version)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?
-                }
-            };
-            if written.rows_affected() != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "ledger record {}/{} changed since it was read",
-                    w.kind, w.key
-                )));
-            }
-        }
+        write_records_in(&mut tx, &effects.records, now).await?;
         enqueue_in(&mut tx, &effects.intents, Some(event_id), now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn commit_records(&self, effects: &Effects, now: Micros) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        write_records_in(&mut tx, &effects.records, now).await?;
+        enqueue_in(&mut tx, &effects.intents, None, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn enqueue(&self, intents: &[RecordIntent], now: Micros) -> Result<(), StoreError> {
