@@ -27,7 +27,11 @@
 //! What this module must not know: storage, HTTP, Salesforce ids or API calls.
 
 pub mod context;
+pub mod dunning;
 pub mod mapping;
+pub mod rollups;
+pub mod subscriptions;
+pub mod trials;
 
 use std::collections::BTreeMap;
 
@@ -152,6 +156,14 @@ pub struct FlowsConfig {
     pub customers: CustomersFlowConfig,
     /// Field mapping overrides.
     pub mapping: MappingOverrides,
+    /// Subscriptions flow.
+    pub subscriptions: subscriptions::SubscriptionsFlowConfig,
+    /// Dunning flow.
+    pub dunning: dunning::DunningFlowConfig,
+    /// Trials flow.
+    pub trials: trials::TrialsFlowConfig,
+    /// Rollups flow.
+    pub rollups: rollups::RollupsFlowConfig,
 }
 
 impl Default for FlowsConfig {
@@ -165,6 +177,10 @@ impl Default for FlowsConfig {
             orders: OrdersFlowConfig::default(),
             customers: CustomersFlowConfig::default(),
             mapping: MappingOverrides::default(),
+            subscriptions: Default::default(),
+            dunning: Default::default(),
+            trials: Default::default(),
+            rollups: Default::default(),
         }
     }
 }
@@ -437,7 +453,8 @@ impl Flows {
     pub fn plan(&self, update: &LedgerUpdate, after: &LedgerState) -> IntentSet {
         let cfg = &self.config;
         let order = after.order.as_ref();
-        let test = update.test || order.is_some_and(|o| o.test);
+        let sub = after.subscription.as_ref();
+        let test = update.test || order.is_some_and(|o| o.test) || sub.is_some_and(|s| s.test);
         if test && !cfg.sync_test_orders {
             return IntentSet::default();
         }
@@ -473,16 +490,49 @@ impl Flows {
                 )
             });
 
-        let orders_on = cfg.orders.enabled;
-        let want_opportunity =
-            orders_on && order_changed && order.is_some_and(|o| self.order_qualifies(o));
+        // Subscriptions, dunning and trials (see `subscriptions`): renewal orders are booked
+        // by cycle, and nothing but the Lead is written for an unconverted trial.
+        let trial_context = cfg.trials.enabled
+            && (order.is_some_and(|o| o.trial == Some(true)) || sub.is_some_and(|s| s.trial));
+        let lifecycle = match (sub, &update.subscription) {
+            (Some(s), Some(_)) => update
+                .changes
+                .iter()
+                .find_map(|c| match c {
+                    LedgerChange::SubscriptionChanged { items, created, .. } => {
+                        Some(subscriptions::plan(cfg, s, customer, order, items, created))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let lifecycle_needs_customer = lifecycle
+            .iter()
+            .any(|i| !matches!(i.sobject.as_str(), "Lead" | "CampaignMember"));
+        let renewal_by_cycle =
+            cfg.subscriptions.enabled && order.is_some_and(|o| o.renewal == Some(true));
+
+        let orders_on = cfg.orders.enabled && !trial_context;
+        let opportunity_due = order_changed && order.is_some_and(|o| self.order_qualifies(o));
+        let want_opportunity = orders_on && !renewal_by_cycle && opportunity_due;
+        // A paid renewal order: the order mapping under the renewal-cycle key.
+        let renewal_opportunity = match (order, sub) {
+            (Some(o), Some(s)) if renewal_by_cycle && opportunity_due && !trial_context => {
+                subscriptions::paid_overrides(cfg, s, &o.refno)
+            }
+            _ => None,
+        };
         let want_case = orders_on
             && cfg.orders.chargeback_case
             && chargeback_changed
             && order.is_some_and(|o| o.chargeback.is_some());
-        let want_customer =
-            want_opportunity || want_case || (cfg.customers.enabled && customer_changed);
-        if !(want_opportunity || want_case || want_customer) {
+        let want_customer = want_opportunity
+            || want_case
+            || (cfg.customers.enabled && customer_changed && !trial_context)
+            || lifecycle_needs_customer
+            || renewal_opportunity.is_some();
+        if !(want_opportunity || want_case || want_customer) && lifecycle.is_empty() {
             return IntentSet::default();
         }
 
@@ -545,9 +595,20 @@ impl Flows {
                 case,
             );
         }
+        if let Some((key, overrides)) = renewal_opportunity {
+            let mut opp = self.templates.render(&self.opportunity, &ctx);
+            opp.extend(overrides);
+            if let Some(r) = &account_ref {
+                opp.insert("Account".into(), r.clone());
+            }
+            push("Opportunity", RecordKey::external(&ids.order, &key), opp);
+        }
+        intents.extend(lifecycle);
         IntentSet { intents }
     }
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

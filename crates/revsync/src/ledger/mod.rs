@@ -874,6 +874,9 @@ pub enum LedgerChange {
         reference: String,
         /// New or changed lifecycle keys.
         items: Vec<String>,
+        /// The subset of `items` that are new.
+        #[serde(default)]
+        created: Vec<String>,
     },
     /// The order's amounts cannot be converted: no rate for its currency.
     FxRateMissing {
@@ -1081,9 +1084,15 @@ pub fn apply(
                 .filter(|(k, v)| before.and_then(|b| b.lifecycle.get(*k)) != Some(*v))
                 .map(|(k, _)| k.clone())
                 .collect();
+            let created = items
+                .iter()
+                .filter(|k| before.is_none_or(|b| !b.lifecycle.contains_key(*k)))
+                .cloned()
+                .collect();
             changes.push(LedgerChange::SubscriptionChanged {
                 reference: reference.to_owned(),
                 items,
+                created,
             });
             new_subscription = Some(sub);
         }

@@ -246,7 +246,7 @@ fn applying_twice_changes_nothing_and_reports_changed_items() {
     let n = &lifecycle_stream()[0];
     let u1 = l::apply(&LedgerState::default(), n, 1, &ctx());
     assert!(u1.changes.iter().any(|c| matches!(c,
-        l::LedgerChange::SubscriptionChanged { reference, items } if reference == "SUB1" && items.is_empty())));
+        l::LedgerChange::SubscriptionChanged { reference, items, .. } if reference == "SUB1" && items.is_empty())));
     let state = LedgerState::default().after(&u1);
     let u2 = l::apply(&state, n, 1, &ctx());
     assert!(u2.subscription.is_none());
