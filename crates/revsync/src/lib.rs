@@ -17,6 +17,7 @@ pub mod matching;
 pub mod pipeline;
 pub mod processor;
 pub mod reconcile;
+pub mod scheduler;
 pub mod server;
 pub mod sink;
 pub mod store;

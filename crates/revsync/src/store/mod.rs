@@ -10,10 +10,12 @@
 //! backends sort and compare them the same way.
 
 pub mod queries;
+pub mod scheduler;
 mod sql;
 mod sql_engine;
 mod sql_outbox;
 mod sql_queries;
+mod sql_scheduler;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -21,6 +23,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::intent::RecordIntent;
 
 pub use queries::Queries;
+pub use scheduler::{JobState, Scheduling};
 pub use sql::SqlStore;
 
 /// Which database the store runs on.
@@ -373,8 +376,8 @@ pub trait Engine: Send + Sync + 'static {
 
 /// The one store interface: every backend implements all of it, and one conformance suite
 /// checks every backend.
-pub trait Store: EventLog + Engine + Queries {}
-impl<T: EventLog + Engine + Queries> Store for T {}
+pub trait Store: EventLog + Engine + Queries + Scheduling {}
+impl<T: EventLog + Engine + Queries + Scheduling> Store for T {}
 
 /// A leased outbox row.
 #[derive(Debug, Clone, PartialEq)]
