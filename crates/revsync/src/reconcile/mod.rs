@@ -11,12 +11,16 @@
 //!   for every qualifying ledger order (its desired state, from the configured mapping) vs the
 //!   Opportunity Salesforce has under the same external id (read with batched SOQL): missing,
 //!   differing fields (numbers compared as exact decimals), and Opportunities carrying an
-//!   order reference in the window that the ledger does not know (extra).
+//!   order reference in the window that the ledger does not know (extra). Renewal and upsell
+//!   Opportunities of the subscriptions flow are only checked for being known (extra); a
+//!   currency field whose scale is below the currency's minor unit (BHD in a scale-2 field)
+//!   is reported as differing by the rounding.
 //!
 //! Repair ([`Reconciler::repair`]) never deletes: orders missing from the ledger are applied
-//! from 2Checkout (as a backfill would), and for every missing or differing Opportunity the
-//! desired Account, Contact and Opportunity are enqueued at backfill priority; the sink writes
-//! them as keyed upserts. Extra records are only reported.
+//! from 2Checkout (as a backfill would), and for every missing or differing Opportunity its
+//! desired state is enqueued at backfill priority (a single-object stream: sObject
+//! Collections, Bulk API 2.0 above the sink's threshold); the sink writes it as a keyed
+//! upsert. Extra records are only reported.
 //!
 //! What this module must not know: SQL (the store), HTTP details of either API (the clients).
 
@@ -33,7 +37,7 @@ use crate::backfill::{self, BackfillError, OrderSearch, RestClient, RestError, R
 use crate::flows::Flows;
 use crate::intent::RecordIntent;
 use crate::ledger::{CustomerRecord, LedgerChange, LedgerState, LedgerUpdate, OrderRecord};
-use crate::pipeline::{CUSTOMER, ORDER};
+use crate::pipeline::{CUSTOMER, ORDER, SUBSCRIPTION};
 use crate::store::{Micros, Store, StoreError};
 
 /// Why a reconciliation stopped.
@@ -332,7 +336,9 @@ fn values_equal(expected: &Value, actual: &Value) -> bool {
 }
 
 /// Ledger (desired Opportunities) vs Salesforce rows keyed by the order external id (pure).
-/// `in_window_refs` are the order references Salesforce has in the window (for extras).
+/// `in_window_refs` are the order references Salesforce has in the window (for extras);
+/// `known_orders` the order and subscription references the ledger knows (an Opportunity
+/// keyed `<subscription>:<cycle>` belongs to a known subscription).
 pub fn compare_salesforce(
     desired: &BTreeMap<String, RecordIntent>,
     actual: &BTreeMap<String, Value>,
@@ -364,7 +370,9 @@ pub fn compare_salesforce(
         }
     }
     for refno in in_window_refs {
-        if !known_orders.contains(refno) {
+        // Subscription Opportunities (renewals, upsells) are keyed `<subscription>:<…>`.
+        let owner = refno.split(':').next().unwrap_or(refno);
+        if !known_orders.contains(refno) && !known_orders.contains(owner) {
             out.push(Drift::new(s, DriftKind::Extra, "Opportunity", refno));
         }
     }
@@ -484,7 +492,10 @@ impl Reconciler {
             .await?;
         let in_window_refs = self.opportunities_in_window(&order_field, options).await?;
         report.salesforce_compared = desired.len();
-        let known: BTreeSet<String> = loaded.orders.keys().cloned().collect();
+        let mut known: BTreeSet<String> = loaded.orders.keys().cloned().collect();
+        for r in self.store.ledger_records_of_kind(SUBSCRIPTION).await? {
+            known.insert(r.key);
+        }
         report.drift.extend(compare_salesforce(
             &desired,
             &actual,
@@ -625,11 +636,14 @@ impl Reconciler {
                 .customer_key
                 .as_ref()
                 .and_then(|k| loaded.customers.get(k));
-            intents.extend(backfill::at_backfill_priority(desired_intents(
-                &self.flows,
-                customer,
-                o,
-            )));
+            // Only the Opportunity: Accounts and Contacts are not reconciled here, and a
+            // company Account shared by colleagues must keep what its latest event wrote.
+            intents.extend(backfill::at_backfill_priority(
+                desired_intents(&self.flows, customer, o)
+                    .into_iter()
+                    .filter(|i| i.sobject == "Opportunity")
+                    .collect(),
+            ));
             summary.salesforce_orders += 1;
         }
         if !intents.is_empty() {
