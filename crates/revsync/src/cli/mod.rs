@@ -4,6 +4,7 @@
 mod backfill;
 mod bench;
 mod demo;
+mod harness;
 mod quarantine;
 mod verify;
 mod reconcile;
@@ -86,12 +87,19 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Fault injection: runs `revsync serve` as a child under 2Checkout load, kill -9s it and
+    /// injects Salesforce (and PostgreSQL) faults, then checks nothing acknowledged was lost,
+    /// nothing duplicated and amounts are exact. Exit 1 on any violation.
+    #[command(
+        after_help = "Examples:\n  revsync harness\n  revsync harness --rounds 2 --events 300\n  revsync harness --postgres postgres://postgres@127.0.0.1:5432/test"
+    )]
+    Harness(harness::HarnessArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Bench(_) | Command::Demo(_) => "warn",
+        Command::Bench(_) | Command::Demo(_) | Command::Harness(_) => "warn",
         _ => "info",
     };
     telemetry::init_logging(cli.log_format, default_filter);
@@ -124,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine(cmd) => quarantine::run(&load(&cli.config)?, cmd).await,
         Command::Status => status(&load(&cli.config)?).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Harness(args) => harness::run(args).await,
     }
 }
 
