@@ -369,7 +369,13 @@ pub fn plan(
                             .map(|(a, b)| b - a)
                             .filter(|d| *d > Decimal::ZERO);
                         let mut f = vec![
-                            ("Name", text(format!("{} upgrade ({stamp})", product(sub)))),
+                            (
+                                "Name",
+                                text(format!(
+                                    "{} upgrade ({stamp})",
+                                    to_product.as_deref().unwrap_or("subscription")
+                                )),
+                            ),
                             ("StageName", text(&sc.upsell_stage)),
                             ("CloseDate", date(day)),
                             ("Type", text(&sc.upsell_type)),
@@ -440,7 +446,15 @@ pub fn plan(
                 reason,
                 changed_by,
                 reverted_at,
+                product: cancelled_product,
+                amount,
+                currency,
             } => {
+                // Everything written comes from the item (its values at the time), so a late
+                // earlier notification that changes them re-plans the same records.
+                let product_name = cancelled_product
+                    .clone()
+                    .unwrap_or_else(|| "subscription".into());
                 let reason_text = match reason.as_str() {
                     "disabled" => "the subscription was disabled",
                     "cancellation_scheduled" => "a cancellation was scheduled",
@@ -452,10 +466,9 @@ pub fn plan(
                     .map(|b| format!(" (changed by {})", b.to_lowercase()))
                     .unwrap_or_default();
                 let mut description = format!(
-                    "Subscription {} ({}) will not renew: {reason_text}{by}.\nRenewal due: {cycle}\nValue per cycle: {}",
+                    "Subscription {} ({product_name}) will not renew: {reason_text}{by}.\nRenewal due: {cycle}\nValue per cycle: {}",
                     sub.reference,
-                    product(sub),
-                    money_text(sub.recurring_amount, sub.currency),
+                    money_text(*amount, *currency),
                 );
                 if let Some(r) = reverted_at {
                     description.push_str(&format!(
@@ -487,8 +500,16 @@ pub fn plan(
                 ));
                 let paid = sub.lifecycle.contains_key(&format!("paid:{cycle}"));
                 if !paid && reverted_at.is_none() && cycle_date(cycle).is_some() {
-                    let mut f = renewal_opportunity_fields(cfg, sub, cycle, rate, &t);
-                    f.insert("StageName".into(), json!(sc.closed_lost_stage));
+                    let mut f = vec![
+                        ("Name", text(format!("{product_name} renewal ({cycle})"))),
+                        ("CloseDate", date(cycle_date(cycle))),
+                        ("Type", text(&sc.renewal_type)),
+                        ("TwoCheckout_Subscription_Ref__c", text(&sub.reference)),
+                        ("Account", t.account()),
+                        ("StageName", text(&sc.closed_lost_stage)),
+                    ];
+                    f.extend(amount_fields(cfg, *amount, *currency, rate));
+                    let mut f = fields(f);
                     if let Some(d) = at {
                         f.insert(
                             "CloseDate".into(),
@@ -529,12 +550,14 @@ pub fn paid_overrides(
             number,
             refno: r,
             conversion,
+            product,
             ..
         } if r == refno => {
+            let product = product.as_deref().unwrap_or("subscription");
             let name = if *conversion {
-                format!("{} (converted from trial)", product(sub))
+                format!("{product} (converted from trial)")
             } else {
-                format!("{} renewal #{number} ({cycle})", product(sub))
+                format!("{product} renewal #{number} ({cycle})")
             };
             let kind = if *conversion {
                 "New Business"

@@ -211,6 +211,8 @@ pub enum Lifecycle {
         payment_method: Option<String>,
         /// The first paid order after a trial (not a renewal).
         conversion: bool,
+        /// Product name (else code) of the order.
+        product: Option<String>,
     },
     /// Product or quantity changed with a different value. Key `plan:<YYYYMMDDHHMMSS>`.
     PlanChanged {
@@ -246,6 +248,12 @@ pub enum Lifecycle {
         changed_by: Option<String>,
         /// Auto-renewal was switched back on later in the same cycle.
         reverted_at: Option<NaiveDateTime>,
+        /// Product (name, else code) at the time.
+        product: Option<String>,
+        /// Value per cycle at the time (the renewal that is lost).
+        amount: Option<Decimal>,
+        /// Its currency.
+        currency: Option<Currency>,
     },
     /// A failed charge cycle. Key `dunning:<cycle>`.
     Dunning {
@@ -539,6 +547,7 @@ impl SubscriptionRecord {
                     close_date: o.close_date,
                     payment_method: o.payment_method.clone(),
                     conversion,
+                    product: o.product_name.clone().or(o.product_code.clone()),
                 },
             );
         }
@@ -873,6 +882,9 @@ impl SubscriptionRecord {
                         reason: reason.to_owned(),
                         changed_by,
                         reverted_at: None,
+                        product: d.product_name.clone().or(d.product_code.clone()),
+                        amount: d.recurring_amount,
+                        currency: d.currency,
                     });
             } else if auto_renew == Some(true) && was_auto == Some(false) {
                 for item in canceled.values_mut() {
