@@ -154,6 +154,10 @@ impl App {
     }
 
     /// Binds the configured address.
+        // Alerts to the configured webhook (off without `[alerts] webhook_url`).
+        if let Some(alerter) = crate::alerts::Alerter::new(&config.alerts, store.clone()) {
+            workers.push(tokio::spawn(alerter.run(shutdown.clone())));
+        }
     pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
         TcpListener::bind(config.server.listen)
             .await
