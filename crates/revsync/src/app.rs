@@ -140,6 +140,10 @@ impl App {
             }
         };
 
+        // Alerts to the configured webhook (off without `[alerts] webhook_url`).
+        if let Some(alerter) = crate::alerts::Alerter::new(&config.alerts, store.clone()) {
+            workers.push(tokio::spawn(alerter.run(shutdown.clone())));
+        }
         let server = tokio::spawn(server::serve(listener, router, shutdown.clone()));
         tracing::info!(%addr, backend = ?store.backend(), "revsync listening");
         Ok(App {
@@ -154,10 +158,6 @@ impl App {
     }
 
     /// Binds the configured address.
-        // Alerts to the configured webhook (off without `[alerts] webhook_url`).
-        if let Some(alerter) = crate::alerts::Alerter::new(&config.alerts, store.clone()) {
-            workers.push(tokio::spawn(alerter.run(shutdown.clone())));
-        }
     pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
         TcpListener::bind(config.server.listen)
             .await
