@@ -72,7 +72,6 @@ enum Command {
     Quarantine(quarantine::QuarantineCommand),
     /// Event-log totals.
     Status,
-    /// Benchmarks (print figures beside a baseline measured in the same run).
     /// Pull 2Checkout order history (REST API 6.0) into the ledger and queue the Salesforce
     /// writes at backfill priority (payments go first). Safe to run again: nothing changes.
     #[command(
@@ -85,6 +84,7 @@ enum Command {
         after_help = "Examples:\n  revsync reconcile --since 2024-01-01\n  revsync reconcile --since 2024-01-01 --json > drift.json\n  revsync reconcile --since 2024-01-01 --repair"
     )]
     Reconcile(reconcile::ReconcileArgs),
+    /// Benchmarks (print figures beside a baseline measured in the same run).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Fault injection: runs `revsync serve` as a child under 2Checkout load, kill -9s it and
@@ -131,6 +131,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => Ok(verify::run(args)),
         Command::Quarantine(cmd) => quarantine::run(&load(&cli.config)?, cmd).await,
         Command::Status => status(&load(&cli.config)?).await,
+        Command::Backfill(args) => backfill::run(&load(&cli.config)?, args).await,
+        Command::Reconcile(args) => reconcile::run(&load(&cli.config)?, args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Harness(args) => harness::run(args).await,
     }
@@ -140,8 +142,6 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load(path, false)?)
 }
 
-        Command::Backfill(args) => backfill::run(&load(&cli.config)?, args).await,
-        Command::Reconcile(args) => reconcile::run(&load(&cli.config)?, args).await,
 fn init(path: &std::path::Path, force: bool) -> anyhow::Result<ExitCode> {
     if path.exists() && !force {
         anyhow::bail!(
