@@ -108,15 +108,18 @@ impl App {
         }
         // Processing: verified events → ledger → record intents, in this process.
         let flows = Arc::new(Flows::new(&config.flows)?);
-        let processor = Processor {
-            store: store.clone(),
-            handler: Arc::new(LedgerHandler::new(store.clone(), flows)),
-            owner: format!("processor-{}-{}", std::process::id(), addr.port()),
-            lease: Duration::from_secs(60),
-            batch: 256,
-            idle: Duration::from_millis(20),
-        };
-        let mut workers = vec![tokio::spawn(processor.run(shutdown.clone()))];
+        let mut workers = Vec::new();
+        if config.processor.enabled {
+            let processor = Processor {
+                store: store.clone(),
+                handler: Arc::new(LedgerHandler::new(store.clone(), flows)),
+                owner: format!("processor-{}-{}", std::process::id(), addr.port()),
+                lease: Duration::from_secs(config.processor.lease_secs),
+                batch: config.processor.batch,
+                idle: Duration::from_millis(20),
+            };
+            workers.push(tokio::spawn(processor.run(shutdown.clone())));
+        }
 
         // Writing: the outbox → Salesforce, when an org is configured.
         let salesforce = match config.salesforce_credentials()? {

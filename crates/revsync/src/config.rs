@@ -238,6 +238,30 @@ pub struct Config {
     pub sink: crate::sink::SinkConfig,
     pub alerts: crate::alerts::AlertsConfig,
     pub dashboard: DashboardConfig,
+    pub processor: ProcessorConfig,
+}
+
+/// `[processor]`: applying verified events to the ledger in this process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Off only for a receive-only process (several processes sharing PostgreSQL may split
+    /// receiving and processing), or to measure ingest alone.
+    pub enabled: bool,
+    /// Events leased per round.
+    pub batch: i64,
+    /// An event whose processor died is retaken after this long.
+    pub lease_secs: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            enabled: true,
+            batch: 256,
+            lease_secs: 60,
+        }
+    }
 }
 
 /// `[dashboard]`: the operator's page at `/dashboard` and the JSON API at `/api/v1`, served

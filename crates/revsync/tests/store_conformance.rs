@@ -350,6 +350,99 @@ async fn lost_lease_commits_nothing(store: Arc<dyn Store>) {
         .is_empty());
 }
 
+async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn Store>) {
+    use revsync::store::Settlement;
+    let now = Micros::now();
+    let until = Micros(now.0 + 60_000_000);
+    for (settle, expire) in [(true, false), (false, false), (false, true)] {
+        store
+            .enqueue(
+                &[account_intent(
+                    serde_json::json!({"Name": "Acme", "Phone": "1"}),
+                )],
+                now,
+            )
+            .await
+            .unwrap();
+        let leased = store
+            .lease_outbox("s", now, until, 10, Priority::Backfill)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        // While it is in flight a newer intent for the same record arrives.
+        store
+            .enqueue(&[account_intent(serde_json::json!({"Phone": "2"}))], now)
+            .await
+            .unwrap();
+        if expire {
+            // The sink died: its lease runs out and the next lease folds it back.
+            let later = Micros(until.0 + 1);
+            let again = store
+                .lease_outbox(
+                    "t",
+                    later,
+                    Micros(later.0 + 60_000_000),
+                    10,
+                    Priority::Backfill,
+                )
+                .await
+                .unwrap();
+            assert_eq!(again.len(), 1);
+            assert_eq!(
+                serde_json::to_value(&again[0].intent.fields).unwrap(),
+                serde_json::json!({"Name": "Acme", "Phone": "2"})
+            );
+            store
+                .settle_outbox(
+                    &[Settlement::Written {
+                        id: again[0].id,
+                        sf_id: None,
+                        created: None,
+                    }],
+                    later,
+                )
+                .await
+                .unwrap();
+            continue;
+        }
+        let s = if settle {
+            Settlement::Retry {
+                id: leased[0].id,
+                not_before: now,
+                error: "UNABLE_TO_LOCK_ROW".into(),
+            }
+        } else {
+            Settlement::Release { id: leased[0].id }
+        };
+        store.settle_outbox(&[s], now).await.unwrap();
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!((stats.pending, stats.in_flight), (1, 0));
+        let next = store
+            .lease_outbox("s", now, until, 10, Priority::Backfill)
+            .await
+            .unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(
+            serde_json::to_value(&next[0].intent.fields).unwrap(),
+            serde_json::json!({"Name": "Acme", "Phone": "2"}),
+            "newer values win, older-only fields are kept"
+        );
+        store
+            .settle_outbox(
+                &[Settlement::Written {
+                    id: next[0].id,
+                    sf_id: None,
+                    created: None,
+                }],
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.in_flight, stats.written), (0, 0, 3));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -384,6 +477,7 @@ conformance!(
     ping_and_backend,
     commit_event_is_all_or_nothing_with_versions,
     lost_lease_commits_nothing,
+    an_intent_returned_from_flight_folds_under_a_newer_one,
 );
 
 #[tokio::test]

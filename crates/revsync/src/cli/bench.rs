@@ -168,6 +168,8 @@ async fn start(url: &str, sync: SqliteSync) -> anyhow::Result<App> {
     let mut config = Config::default();
     config.store.url = url.to_owned();
     config.store.sqlite_synchronous = sync;
+    // Ingest alone: the events stay in the log (processing is measured by `bench calls`).
+    config.processor.enabled = false;
     config.twocheckout.secret_key = Some(SecretRef::Value(BENCH_SECRET.into()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     Ok(App::start(&config, listener, CancellationToken::new()).await?)

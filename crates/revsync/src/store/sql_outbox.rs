@@ -83,6 +83,75 @@ async fn log_sync(
     Ok(())
 }
 
+/// Puts a leased intent back to pending. When a newer intent for the same record was
+/// enqueued while this one was in flight, this one is folded under it (the newer values win,
+/// fields only this one had are kept) instead of competing with it. `error` counts as a
+/// failed attempt; without it the intent is just returned (not sent, lease expired).
+async fn requeue(
+    conn: &mut AnyConnection,
+    item: &OutboxItem,
+    not_before: Micros,
+    error: Option<&str>,
+    now: Micros,
+) -> Result<(), StoreError> {
+    let record_key = serde_json::to_string(&item.intent.key).expect("key serializes");
+    let newer = sqlx::query(&format!(
+        "SELECT {ITEM_COLUMNS} FROM outbox WHERE sobject = $1 AND record_key = $2 \
+             AND status = 'pending'"
+    ))
+    .bind(&item.intent.sobject)
+    .bind(&record_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match newer {
+        Some(row) => {
+            let newer = item_from_row(&row)?;
+            let mut fields: BTreeMap<_, _> = item.intent.fields.clone();
+            fields.extend(newer.intent.fields);
+            let mut events = item.event_ids.clone();
+            events.extend(
+                newer
+                    .event_ids
+                    .iter()
+                    .filter(|e| !item.event_ids.contains(e)),
+            );
+            sqlx::query("UPDATE outbox SET status = 'superseded', updated_us = $2 WHERE id = $1")
+                .bind(item.id)
+                .bind(now.0)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "UPDATE outbox SET fields = $2, event_ids = $3, next_attempt_us = $4, \
+                     updated_us = $5 WHERE id = $1",
+            )
+            .bind(newer.id)
+            .bind(serde_json::to_string(&fields).expect("fields serialize"))
+            .bind(serde_json::to_string(&events).expect("ids serialize"))
+            .bind(not_before.0.max(newer.due.0))
+            .bind(now.0)
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "UPDATE outbox SET status = 'pending', lease_owner = NULL, \
+                     lease_until_us = NULL, attempts = attempts + $5, \
+                     next_attempt_us = $2, last_error = COALESCE($3, last_error), \
+                     updated_us = $4 \
+                 WHERE id = $1",
+            )
+            .bind(item.id)
+            .bind(not_before.0)
+            .bind(error)
+            .bind(now.0)
+            .bind(i64::from(error.is_some()))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 impl SqlStore {
     pub(super) async fn lease_outbox_impl(
         &self,
@@ -93,13 +162,17 @@ impl SqlStore {
         max_priority: Priority,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "UPDATE outbox SET status = 'pending', lease_owner = NULL, lease_until_us = NULL \
-             WHERE status = 'inflight' AND lease_until_us < $1",
-        )
+        // Intents whose sink died mid-round go back to pending (merged under any newer one).
+        let expired = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS} FROM outbox WHERE status = 'inflight' AND lease_until_us < $1"
+        ))
         .bind(now.0)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        for row in &expired {
+            let item = item_from_row(row)?;
+            requeue(&mut tx, &item, item.due, None, now).await?;
+        }
         let sql = format!(
             "UPDATE outbox SET status = 'inflight', lease_owner = $1, lease_until_us = $2 \
              WHERE status = 'pending' AND partition_key IN ( \
@@ -149,15 +222,7 @@ impl SqlStore {
             };
             let item = item_from_row(&row)?;
             match s {
-                Settlement::Release { .. } => {
-                    sqlx::query(
-                        "UPDATE outbox SET status = 'pending', lease_owner = NULL, \
-                             lease_until_us = NULL WHERE id = $1",
-                    )
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                Settlement::Release { .. } => requeue(&mut tx, &item, item.due, None, now).await?,
                 Settlement::Written { sf_id, created, .. } => {
                     sqlx::query(
                         "UPDATE outbox SET status = 'done', lease_owner = NULL, \
@@ -181,67 +246,7 @@ impl SqlStore {
                 }
                 Settlement::Retry {
                     not_before, error, ..
-                } => {
-                    let newer = sqlx::query(
-                        "SELECT id FROM outbox WHERE sobject = $1 AND record_key = $2 \
-                             AND status = 'pending'",
-                    )
-                    .bind(&item.intent.sobject)
-                    .bind(serde_json::to_string(&item.intent.key).expect("key serializes"))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if newer.is_some() {
-                        // A newer intent for the record arrived meanwhile: fold this one
-                        // under it (newer values win) instead of sending stale values.
-                        sqlx::query("UPDATE outbox SET status = 'superseded', updated_us = $2 WHERE id = $1")
-                            .bind(id)
-                            .bind(now.0)
-                            .execute(&mut *tx)
-                            .await?;
-                        let newer_row = sqlx::query(&format!(
-                            "SELECT {ITEM_COLUMNS} FROM outbox WHERE sobject = $1 \
-                                 AND record_key = $2 AND status = 'pending'"
-                        ))
-                        .bind(&item.intent.sobject)
-                        .bind(serde_json::to_string(&item.intent.key).expect("key serializes"))
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        let newer = item_from_row(&newer_row)?;
-                        let mut fields: BTreeMap<_, _> = item.intent.fields.clone();
-                        fields.extend(newer.intent.fields);
-                        let mut events = item.event_ids.clone();
-                        events.extend(
-                            newer
-                                .event_ids
-                                .iter()
-                                .filter(|e| !item.event_ids.contains(e)),
-                        );
-                        sqlx::query(
-                            "UPDATE outbox SET fields = $2, event_ids = $3, \
-                                 next_attempt_us = $4, updated_us = $5 WHERE id = $1",
-                        )
-                        .bind(newer.id)
-                        .bind(serde_json::to_string(&fields).expect("fields serialize"))
-                        .bind(serde_json::to_string(&events).expect("ids serialize"))
-                        .bind(not_before.0)
-                        .bind(now.0)
-                        .execute(&mut *tx)
-                        .await?;
-                    } else {
-                        sqlx::query(
-                            "UPDATE outbox SET status = 'pending', lease_owner = NULL, \
-                                 lease_until_us = NULL, attempts = attempts + 1, \
-                                 next_attempt_us = $2, last_error = $3, updated_us = $4 \
-                             WHERE id = $1",
-                        )
-                        .bind(id)
-                        .bind(not_before.0)
-                        .bind(error)
-                        .bind(now.0)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
+                } => requeue(&mut tx, &item, *not_before, Some(error), now).await?,
                 Settlement::Dead { code, message, .. } => {
                     sqlx::query(
                         "UPDATE outbox SET status = 'dead', lease_owner = NULL, \
