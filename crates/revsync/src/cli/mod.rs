@@ -3,6 +3,7 @@
 
 mod backfill;
 mod bench;
+mod check;
 mod demo;
 mod harness;
 mod quarantine;
@@ -70,6 +71,12 @@ enum Command {
     /// Refused deliveries: list, show, re-verify and admit.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// Is this configuration ready for this org? Checks the config, logs in to Salesforce,
+    /// describes every object the flows write and verifies every mapped field exists and is
+    /// writable, external ids are External ID + Unique, and multi-currency matches. Exit 0
+    /// when ready, 1 with a list of what to fix.
+    #[command(after_help = "Example:\n  revsync check --config /etc/revsync/revsync.toml")]
+    Check,
     /// Event-log totals.
     Status,
     /// Pull 2Checkout order history (REST API 6.0) into the ledger and queue the Salesforce
@@ -130,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve(&cli.config).await,
         Command::Verify(args) => Ok(verify::run(args)),
         Command::Quarantine(cmd) => quarantine::run(&load(&cli.config)?, cmd).await,
+        Command::Check => check::run(&cli.config).await,
         Command::Status => status(&load(&cli.config)?).await,
         Command::Backfill(args) => backfill::run(&load(&cli.config)?, args).await,
         Command::Reconcile(args) => reconcile::run(&load(&cli.config)?, args).await,
