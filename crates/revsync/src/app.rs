@@ -119,6 +119,17 @@ impl App {
                 idle: Duration::from_millis(20),
             };
             workers.push(tokio::spawn(processor.run(shutdown.clone())));
+            // Scheduled jobs (rollups, renewal due), leased so one process runs each.
+            let scheduler = crate::scheduler::Scheduler::new(
+                store.clone(),
+                &config.flows,
+                &format!("scheduler-{}-{}", std::process::id(), addr.port()),
+            )
+            .map_err(|e| ConfigError::Key {
+                key: "flows".into(),
+                problem: e.to_string(),
+            })?;
+            workers.push(tokio::spawn(scheduler.run(shutdown.clone())));
         }
 
         // Writing: the outbox → Salesforce, when an org is configured.
