@@ -278,3 +278,75 @@ async fn two_customers_of_one_company_share_one_account_and_free_mail_never_matc
     assert_eq!(e.emu.records("Account").len(), 3);
     assert_eq!(e.emu.records("Contact").len(), 4);
 }
+
+#[tokio::test]
+async fn a_grey_zone_match_is_held_for_review_until_an_operator_links_it() {
+    let e = support::spawn_e2e_with(EmulatorConfig::default(), |c| {
+        c.sink.matching.auto_link = 0.999;
+        c.sink.matching.review = 0.5;
+    })
+    .await;
+    let account = e
+        .emu
+        .insert("Account", serde_json::json!({"Name": "Umbrella Software"}));
+    e.emu.insert(
+        "Contact",
+        serde_json::json!({"LastName": "Other", "Email": "other@umbrella.example", "AccountId": account}),
+    );
+    let (status, _) =
+        e.t.post(
+            "ipn",
+            order_from(
+                "630001",
+                "99001",
+                "zoe@umbrella.example",
+                "Umbrella Soft",
+                "Zoe",
+            )
+            .to_urlencoded(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Held: nothing written for this customer, the case is in the review queue.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let review = e.t.store.identities_by_source("review").await.unwrap();
+        if !review.is_empty() {
+            assert_eq!(review[0].customer_key, "99001");
+            assert_eq!(review[0].account_id.as_deref(), Some(account.as_str()));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never held for review"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(e.emu.records("Opportunity").len(), 0);
+    assert_eq!(e.emu.records("Account").len(), 1);
+
+    // The operator links it: the held writes go out, onto the existing Account.
+    let now = revsync::store::Micros::now();
+    e.t.store
+        .save_identity(
+            &revsync::store::Identity {
+                customer_key: "99001".into(),
+                account_id: Some(account.clone()),
+                contact_id: None,
+                source: "matched".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(e.t.store.release_partition("99001", now).await.unwrap() > 0);
+    e.settled().await;
+    assert_eq!(e.emu.records("Account").len(), 1);
+    let opps = e.emu.records("Opportunity");
+    assert_eq!(opps.len(), 1);
+    assert_eq!(opps[0]["AccountId"].as_str(), Some(account.as_str()));
+    assert_eq!(
+        e.emu.records("Account")[0]["TwoCheckout_Customer_Ref__c"],
+        "99001"
+    );
+}

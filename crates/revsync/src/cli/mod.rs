@@ -6,9 +6,10 @@ mod bench;
 mod check;
 mod demo;
 mod harness;
+mod ops;
 mod quarantine;
-mod verify;
 mod reconcile;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +92,14 @@ enum Command {
         after_help = "Examples:\n  revsync reconcile --since 2024-01-01\n  revsync reconcile --since 2024-01-01 --json > drift.json\n  revsync reconcile --since 2024-01-01 --repair"
     )]
     Reconcile(reconcile::ReconcileArgs),
+    /// Recompute Account revenue rollups from the ledger now and queue what changed.
+    Rollup,
+    /// Dead letters: list, and replay after fixing the cause.
+    #[command(subcommand)]
+    Replay(ops::ReplayCommand),
+    /// Customers held for an operator's matching decision: list, link, create.
+    #[command(subcommand)]
+    Review(ops::ReviewCommand),
     /// Benchmarks (print figures beside a baseline measured in the same run).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -142,6 +151,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => backfill::run(&load(&cli.config)?, args).await,
         Command::Reconcile(args) => reconcile::run(&load(&cli.config)?, args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Rollup => ops::rollup(&load(&cli.config)?).await,
+        Command::Replay(cmd) => ops::replay(&load(&cli.config)?, cmd).await,
+        Command::Review(cmd) => ops::review(&load(&cli.config)?, cmd).await,
         Command::Harness(args) => harness::run(args).await,
     }
 }

@@ -362,6 +362,11 @@ pub trait Engine: Send + Sync + 'static {
     /// never replaces how an existing identity was established (matched, shared, …), and
     /// known ids are never erased by unknown ones.
     async fn save_identity(&self, identity: &Identity, now: Micros) -> Result<(), StoreError>;
+    /// Customers whose identity was established a given way (e.g. `review`: held for an
+    /// operator).
+    async fn identities_by_source(&self, source: &str) -> Result<Vec<Identity>, StoreError>;
+    /// Makes every pending intent of a partition due now (after an operator decision).
+    async fn release_partition(&self, partition: &str, now: Micros) -> Result<u64, StoreError>;
 
     /// API calls revsync made (all processes), counted per hour, and the org's usage as
     /// Salesforce last reported it.

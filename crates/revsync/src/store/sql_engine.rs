@@ -281,6 +281,14 @@ impl Engine for SqlStore {
         self.save_identity_impl(identity, now).await
     }
 
+    async fn identities_by_source(&self, source: &str) -> Result<Vec<Identity>, StoreError> {
+        self.identities_by_source_impl(source).await
+    }
+
+    async fn release_partition(&self, partition: &str, now: Micros) -> Result<u64, StoreError> {
+        self.release_partition_impl(partition, now).await
+    }
+
     async fn record_api_calls(
         &self,
         calls: i64,

@@ -458,6 +458,45 @@ impl SqlStore {
         Ok(out)
     }
 
+    pub(super) async fn identities_by_source_impl(
+        &self,
+        source: &str,
+    ) -> Result<Vec<Identity>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT customer_key, account_id, contact_id, source FROM identities \
+             WHERE source = $1 ORDER BY updated_us",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Identity {
+                    customer_key: r.try_get("customer_key")?,
+                    account_id: r.try_get("account_id")?,
+                    contact_id: r.try_get("contact_id")?,
+                    source: r.try_get("source")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn release_partition_impl(
+        &self,
+        partition: &str,
+        now: Micros,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET next_attempt_us = $2, updated_us = $2 \
+             WHERE partition_key = $1 AND status = 'pending'",
+        )
+        .bind(partition)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub(super) async fn save_identity_impl(
         &self,
         i: &Identity,

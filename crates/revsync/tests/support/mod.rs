@@ -165,6 +165,14 @@ pub async fn spawn_e2e(
     emu_config: sf_emulator::EmulatorConfig,
     flows: revsync::flows::FlowsConfig,
 ) -> E2e {
+    spawn_e2e_with(emu_config, |config| config.flows = flows).await
+}
+
+/// The same, with any configuration change applied last.
+pub async fn spawn_e2e_with(
+    emu_config: sf_emulator::EmulatorConfig,
+    tweak: impl FnOnce(&mut Config),
+) -> E2e {
     revsync::telemetry::init_logging(revsync::telemetry::LogFormat::Text, "warn");
     let emu = sf_emulator::spawn(emu_config.clone()).await.unwrap();
     let s = store::sqlite().await;
@@ -175,7 +183,7 @@ pub async fn spawn_e2e(
     config.sink.linger_ms = 50;
     config.sink.backoff_base_ms = 10;
     config.sink.backoff_cap_secs = 1;
-    config.flows = flows;
+    tweak(&mut config);
     let store: Arc<dyn Store> = Arc::new(s.store.clone());
     let t = spawn_app_with(config, store.clone(), store, Some(s)).await;
     E2e { t, emu }
