@@ -103,6 +103,10 @@ impl EventHandler for LedgerHandler {
         let update = ledger::apply(&state, notification, event.id, &self.context);
         let after = state.after(&update);
         let intents = self.flows.plan(&update, &after).intents;
+        for intent in &intents {
+            metrics::counter!("revsync_intents_total", "sobject" => intent.sobject.clone())
+                .increment(1);
+        }
 
         let mut records = Vec::new();
         if let Some(c) = &update.customer {

@@ -69,7 +69,15 @@ impl Processor {
         let mut completed = 0;
         for event in events {
             match self.process(&event).await {
-                Ok(true) => completed += 1,
+                Ok(true) => {
+                    completed += 1;
+                    let kind = crate::telemetry::kind_label(&event.kind);
+                    metrics::counter!("revsync_events_processed_total", "kind" => kind)
+                        .increment(1);
+                    let waited = (Micros::now().0 - event.first_received_at.0).max(0) as f64 / 1e6;
+                    metrics::histogram!("revsync_processing_seconds", "kind" => kind)
+                        .record(waited);
+                }
                 Ok(false) => {
                     tracing::warn!(
                         event_id = event.id,
@@ -78,6 +86,7 @@ impl Processor {
                 }
                 Err(e) => {
                     let permanent = matches!(e, HandleError::Permanent(_));
+                    metrics::counter!("revsync_events_failed_total", "kind" => crate::telemetry::kind_label(&event.kind), "permanent" => if permanent { "true" } else { "false" }).increment(1);
                     tracing::warn!(event_id = event.id, reference = %event.reference, error = %e, "event processing failed");
                     self.store
                         .fail_event(event.id, &self.owner, &e.to_string(), permanent)

@@ -195,6 +195,11 @@ impl Sink {
     async fn round(&self, flush: bool) -> Result<RoundReport, SinkError> {
         let now = Micros::now();
         let budget = self.store.api_budget(now).await?;
+        metrics::gauge!("revsync_api_calls_24h").set(budget.revsync_calls_24h as f64);
+        if let (Some(used), Some(max)) = (budget.org_used, budget.org_max) {
+            metrics::gauge!("revsync_org_api_used").set(used as f64);
+            metrics::gauge!("revsync_org_api_max").set(max as f64);
+        }
         let (up_to, calls_left) = match governor::decide(&self.config.budget, &budget) {
             Verdict::Go { up_to, calls_left } => (up_to, calls_left),
             Verdict::Pause { reason, .. } => {
@@ -296,6 +301,16 @@ impl Sink {
         self.store.settle_outbox(&settlements, now).await?;
         for identity in &identities {
             self.store.save_identity(identity, now).await?;
+        }
+        let due: std::collections::HashMap<i64, Micros> =
+            items.iter().map(|i| (i.id, i.due)).collect();
+        for s in &settlements {
+            if let Settlement::Written { id, .. } = s {
+                if let Some(due) = due.get(id) {
+                    let waited = (now.0 - due.0).max(0) as f64 / 1e6;
+                    metrics::histogram!("revsync_outbox_to_salesforce_seconds").record(waited);
+                }
+            }
         }
         metrics::counter!("revsync_sink_records_written_total").increment(report.written as u64);
         metrics::counter!("revsync_sink_retries_total").increment(report.retried as u64);
