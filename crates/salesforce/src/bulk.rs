@@ -302,6 +302,10 @@ fn cell(v: Option<&Value>) -> Result<String, &'static str> {
     Ok(match v {
         None => String::new(),
         Some(Value::Null) => NULL_CELL.to_owned(),
+        // `#N/A` is Bulk's null marker: the text itself cannot be written through a CSV.
+        Some(Value::String(s)) if s.trim() == NULL_CELL => {
+            return Err("the text \"#N/A\" is Bulk API's null marker and cannot be sent as data (write it through REST)")
+        }
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => b.to_string(),
         Some(Value::Number(n)) => n.to_string(),

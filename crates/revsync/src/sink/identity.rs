@@ -106,7 +106,12 @@ impl Sink {
                 }
                 SHARED => {
                     if let Some(account_id) = &identity.account_id {
-                        self.point_at_shared_account(items, key, account_id);
+                        self.point_at_shared_account(
+                            items,
+                            key,
+                            account_id,
+                            identity.contact_id.as_deref(),
+                        );
                     }
                 }
                 // Address linked records by id every time (stamping our external id again
@@ -121,9 +126,26 @@ impl Sink {
 
     /// Updates the shared Account by id (never stamping it) and points the customer's other
     /// records at it by `AccountId`.
-    fn point_at_shared_account(&self, items: &mut [OutboxItem], key: &str, account_id: &str) {
+    fn point_at_shared_account(
+        &self,
+        items: &mut [OutboxItem],
+        key: &str,
+        account_id: &str,
+        contact_id: Option<&str>,
+    ) {
         let ext = self.config.customer_external_id.clone();
         for item in items.iter_mut().filter(|i| i.intent.partition == key) {
+            if let (Some(contact), "Contact") = (contact_id, item.intent.sobject.as_str()) {
+                if self.customer_of(item).as_deref() == Some(key) {
+                    // The same person under another customer key: update, never re-stamp.
+                    item.intent.key = RecordKey::Id {
+                        id: contact.to_owned(),
+                    };
+                    item.intent.fields.remove(&ext);
+                    item.intent.fields.remove("Account");
+                    continue;
+                }
+            }
             if item.intent.sobject == "Account" && self.customer_of(item).as_deref() == Some(key) {
                 item.intent.key = RecordKey::Id {
                     id: account_id.to_owned(),
@@ -274,6 +296,24 @@ impl Sink {
         }
 
         let mut decided = Vec::new();
+        // Record id → the customer it belongs to: first whoever the identity map already
+        // links to it (its stamp may still be on its way), then the first new customer of
+        // this round linked to it.
+        let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
+        let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+        match self.store.identities_claiming(&ids).await {
+            Ok(claims) => {
+                for c in claims {
+                    for id in [c.account_id, c.contact_id].into_iter().flatten() {
+                        claimed.entry(id).or_insert_with(|| c.customer_key.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "identity map unavailable; not linking this round");
+                return Vec::new();
+            }
+        }
         for customer in &customers {
             // Only the rows this customer's own evidence found: the same e-mail, or the same
             // company domain (never another customer's rows of the same batch).
@@ -310,10 +350,30 @@ impl Sink {
                     account_id,
                     contact_id,
                 } => {
+                    // Shared when the records already carry another customer's external id,
+                    // or another new customer of this same round claims them first: only
+                    // one customer's key can be stamped on a record.
                     let carried = account_ext.get(&account_id).cloned().flatten();
-                    let shared = carried
-                        .as_deref()
-                        .is_some_and(|other| !other.eq_ignore_ascii_case(&customer.key));
+                    let contact_carried = contact_id
+                        .as_ref()
+                        .and_then(|c| found.iter().find(|f| &f.id == c))
+                        .and_then(|f| f.ext_id.clone());
+                    let foreign = |ext: &Option<String>| {
+                        ext.as_deref()
+                            .is_some_and(|other| !other.eq_ignore_ascii_case(&customer.key))
+                    };
+                    let claimed_account = claimed
+                        .insert(account_id.clone(), customer.key.clone())
+                        .is_some_and(|first| first != customer.key);
+                    let claimed_contact = contact_id.as_ref().is_some_and(|c| {
+                        claimed
+                            .insert(c.clone(), customer.key.clone())
+                            .is_some_and(|first| first != customer.key)
+                    });
+                    let shared = foreign(&carried)
+                        || foreign(&contact_carried)
+                        || claimed_account
+                        || claimed_contact;
                     tracing::info!(customer = %customer.key, %account_id, contact_id = ?contact_id, shared, "customer matched to existing Salesforce records");
                     Identity {
                         customer_key: customer.key.clone(),

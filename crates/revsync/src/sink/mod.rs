@@ -443,6 +443,12 @@ impl Sink {
                 });
             }
             _ if error.code == "DUPLICATES_DETECTED" => self.link_duplicate(item, error, out).await,
+            // The parent the record points at by external id is not there yet (it is being
+            // written by another request, or was rolled back with another graph): wait for
+            // it a few times before calling it permanent.
+            _ if is_missing_parent(error) && item.attempts < MISSING_PARENT_RETRIES => {
+                retry_later(out)
+            }
             _ => out.settlements.push(Settlement::Dead {
                 id: item.id,
                 code: error.code.clone(),
@@ -675,7 +681,22 @@ impl Sink {
         ext_field: &str,
         members: &[usize],
     ) -> Outcome {
+        // A record holding the text "#N/A" (Bulk's null marker) cannot travel in a CSV
+        // without turning into null: those go through Collections instead.
+        let (na, members): (Vec<usize>, Vec<usize>) =
+            members.iter().partition(|&&i| holds_null_marker(&items[i]));
         let mut out = Outcome::default();
+        for chunk in na.chunks(self.limits.collection_size) {
+            let o = self.send_collection(items, sobject, ext_field, chunk).await;
+            out.api_calls += o.api_calls;
+            out.settlements.extend(o.settlements);
+            out.identities.extend(o.identities);
+            out.limit_hit |= o.limit_hit;
+        }
+        if members.is_empty() {
+            return out;
+        }
+        let members = &members[..];
         let records: Vec<Value> = members.iter().map(|&i| record(&items[i])).collect();
         let mut columns: Vec<String> = vec![ext_field.to_owned()];
         for r in &records {
@@ -744,6 +765,22 @@ impl Sink {
         }
         out
     }
+}
+
+/// True when any field is the text `#N/A`, Bulk API's null marker.
+fn holds_null_marker(item: &OutboxItem) -> bool {
+    item.intent
+        .fields
+        .values()
+        .any(|v| v.as_str().is_some_and(|s| s.trim() == "#N/A"))
+}
+
+/// Attempts a record whose parent is missing gets before it is dead-lettered.
+const MISSING_PARENT_RETRIES: i64 = 5;
+
+/// `INVALID_FIELD: Foreign key external ID: … not found …`.
+fn is_missing_parent(error: &ApiError) -> bool {
+    error.code == "INVALID_FIELD" && error.message.contains("Foreign key external ID")
 }
 
 /// The graph reference id of an item (unique in a request: outbox ids are unique).

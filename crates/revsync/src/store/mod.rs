@@ -362,6 +362,10 @@ pub trait Engine: Send + Sync + 'static {
     /// never replaces how an existing identity was established (matched, shared, …), and
     /// known ids are never erased by unknown ones.
     async fn save_identity(&self, identity: &Identity, now: Micros) -> Result<(), StoreError>;
+    /// Identities that already point at any of these Salesforce record ids (Account or
+    /// Contact): the record is claimed by that customer.
+    async fn identities_claiming(&self, record_ids: &[String])
+        -> Result<Vec<Identity>, StoreError>;
     /// Customers whose identity was established a given way (e.g. `review`: held for an
     /// operator).
     async fn identities_by_source(&self, source: &str) -> Result<Vec<Identity>, StoreError>;

@@ -281,6 +281,13 @@ impl Engine for SqlStore {
         self.save_identity_impl(identity, now).await
     }
 
+    async fn identities_claiming(
+        &self,
+        record_ids: &[String],
+    ) -> Result<Vec<Identity>, StoreError> {
+        self.identities_claiming_impl(record_ids).await
+    }
+
     async fn identities_by_source(&self, source: &str) -> Result<Vec<Identity>, StoreError> {
         self.identities_by_source_impl(source).await
     }

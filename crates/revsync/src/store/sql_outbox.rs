@@ -84,9 +84,11 @@ async fn log_sync(
 }
 
 /// Puts a leased intent back to pending. When a newer intent for the same record was
-/// enqueued while this one was in flight, this one is folded under it (the newer values win,
-/// fields only this one had are kept) instead of competing with it. `error` counts as a
-/// failed attempt; without it the intent is just returned (not sent, lease expired).
+/// enqueued while this one was in flight, the two become one: this (older) row keeps its
+/// place in the partition's write order — a parent must stay ahead of the children enqueued
+/// after it — and takes the newer values (fields only it had are kept); the newer row is
+/// marked superseded. `error` counts as a failed attempt; without it the intent is just
+/// returned (not sent, or its lease expired).
 async fn requeue(
     conn: &mut AnyConnection,
     item: &OutboxItem,
@@ -103,9 +105,14 @@ async fn requeue(
     .bind(&record_key)
     .fetch_optional(&mut *conn)
     .await?;
-    match newer {
+    let (fields, events, priority, partition) = match &newer {
         Some(row) => {
-            let newer = item_from_row(&row)?;
+            let newer = item_from_row(row)?;
+            sqlx::query("UPDATE outbox SET status = 'superseded', updated_us = $2 WHERE id = $1")
+                .bind(newer.id)
+                .bind(now.0)
+                .execute(&mut *conn)
+                .await?;
             let mut fields: BTreeMap<_, _> = item.intent.fields.clone();
             fields.extend(newer.intent.fields);
             let mut events = item.event_ids.clone();
@@ -115,40 +122,38 @@ async fn requeue(
                     .iter()
                     .filter(|e| !item.event_ids.contains(e)),
             );
-            sqlx::query("UPDATE outbox SET status = 'superseded', updated_us = $2 WHERE id = $1")
-                .bind(item.id)
-                .bind(now.0)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(
-                "UPDATE outbox SET fields = $2, event_ids = $3, next_attempt_us = $4, \
-                     updated_us = $5 WHERE id = $1",
+            (
+                fields,
+                events,
+                item.intent.priority.min(newer.intent.priority),
+                newer.intent.partition,
             )
-            .bind(newer.id)
-            .bind(serde_json::to_string(&fields).expect("fields serialize"))
-            .bind(serde_json::to_string(&events).expect("ids serialize"))
-            .bind(not_before.0.max(newer.due.0))
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await?;
         }
-        None => {
-            sqlx::query(
-                "UPDATE outbox SET status = 'pending', lease_owner = NULL, \
-                     lease_until_us = NULL, attempts = attempts + $5, \
-                     next_attempt_us = $2, last_error = COALESCE($3, last_error), \
-                     updated_us = $4 \
-                 WHERE id = $1",
-            )
-            .bind(item.id)
-            .bind(not_before.0)
-            .bind(error)
-            .bind(now.0)
-            .bind(i64::from(error.is_some()))
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
+        None => (
+            item.intent.fields.clone(),
+            item.event_ids.clone(),
+            item.intent.priority,
+            item.intent.partition.clone(),
+        ),
+    };
+    sqlx::query(
+        "UPDATE outbox SET status = 'pending', lease_owner = NULL, lease_until_us = NULL, \
+             attempts = attempts + $5, next_attempt_us = $2, \
+             last_error = COALESCE($3, last_error), updated_us = $4, fields = $6, \
+             event_ids = $7, priority = $8, partition_key = $9 \
+         WHERE id = $1",
+    )
+    .bind(item.id)
+    .bind(not_before.0)
+    .bind(error)
+    .bind(now.0)
+    .bind(i64::from(error.is_some()))
+    .bind(serde_json::to_string(&fields).expect("fields serialize"))
+    .bind(serde_json::to_string(&events).expect("ids serialize"))
+    .bind(priority.as_i64())
+    .bind(partition)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -453,6 +458,35 @@ impl SqlStore {
                     contact_id: r.try_get("contact_id")?,
                     source: r.try_get("source")?,
                 });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn identities_claiming_impl(
+        &self,
+        record_ids: &[String],
+    ) -> Result<Vec<Identity>, StoreError> {
+        let mut out: Vec<Identity> = Vec::new();
+        let mut conn = self.pool.acquire().await?;
+        for id in record_ids {
+            let rows = sqlx::query(
+                "SELECT customer_key, account_id, contact_id, source FROM identities \
+                 WHERE account_id = $1 OR contact_id = $1",
+            )
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for r in rows {
+                let identity = Identity {
+                    customer_key: r.try_get("customer_key")?,
+                    account_id: r.try_get("account_id")?,
+                    contact_id: r.try_get("contact_id")?,
+                    source: r.try_get("source")?,
+                };
+                if !out.contains(&identity) {
+                    out.push(identity);
+                }
             }
         }
         Ok(out)
