@@ -111,7 +111,10 @@ fn check_field(spec: &CustomFieldSpec, xml: &str) -> Vec<String> {
     }
     expect("externalId", flag(xml, "externalId") == spec.external_id);
     expect("unique", flag(xml, "unique") == spec.unique);
-    expect("caseSensitive", flag(xml, "caseSensitive") == spec.case_sensitive);
+    expect(
+        "caseSensitive",
+        flag(xml, "caseSensitive") == spec.case_sensitive,
+    );
     expect("required", flag(xml, "required") == spec.required);
     expect(
         "a label",
@@ -211,5 +214,7 @@ fn the_project_file_points_the_cli_at_force_app() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["packageDirectories"][0]["path"], "force-app");
     assert_eq!(v["packageDirectories"][0]["default"], true);
-    assert!(v["sourceApiVersion"].as_str().is_some_and(|s| s.ends_with(".0")));
+    assert!(v["sourceApiVersion"]
+        .as_str()
+        .is_some_and(|s| s.ends_with(".0")));
 }
