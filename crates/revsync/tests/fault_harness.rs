@@ -34,8 +34,8 @@ fn run_harness(extra: &[&str]) -> (bool, String) {
 fn figure(report: &str, label: &str) -> Option<u64> {
     report
         .lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .and_then(|l| l.split_whitespace().last())
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
 }
 

@@ -108,22 +108,6 @@ async fn revsync_run(
             })
             .collect();
         let review = app.store.identities_by_source("review").await?.len();
-        for d in app.store.dead_letters(None, 3).await? {
-            let ids = app.store.identities(std::slice::from_ref(&d.intent.partition)).await?;
-            eprintln!("partition {} identity {:?}", d.intent.partition, ids);
-            let claims = match ids.first().and_then(|i| i.account_id.clone()) {
-                Some(a) => app.store.identities_claiming(&[a]).await?,
-                None => vec![],
-            };
-            eprintln!("  claims on its account: {claims:?}");
-            let accounts: Vec<_> = emu.records("Account").into_iter().filter(|a| Some(a["Id"].as_str().unwrap_or("")) == ids.first().and_then(|i| i.account_id.as_deref())).collect();
-            eprintln!("  account created {:?}", accounts.first().map(|a| a["CreatedDate"].clone()));
-            for e in &d.event_ids {
-                for l in app.store.sync_log(*e).await? {
-                    eprintln!("  event {e}: {} {} {:?} {} {:?} at {}", l.sobject, l.record_key, l.sf_id, l.outcome, l.message, l.at.to_datetime().format("%H:%M:%S%.3f"));
-                }
-            }
-        }
         let log = app.store.counts().await?;
         anyhow::bail!(
             "expected {} Opportunities, found {opportunities}; {log:?}; held for review: {review}; dead letters: {dead:?}",

@@ -155,18 +155,44 @@ impl Sink {
                 item.intent.fields.remove(&ext);
                 continue;
             }
-            let refers = item
-                .intent
-                .fields
-                .get("Account")
-                .and_then(|a| a.get(&ext))
-                .and_then(Value::as_str)
-                == Some(key);
-            if refers {
-                item.intent.fields.remove("Account");
+            // Every reference to the customer's Account by external id — `Account`, or a
+            // Task's polymorphic `What` — becomes the id field beside it (`AccountId`,
+            // `WhatId`). References to the Contact stay: its upsert is in the same graph.
+            let references: Vec<String> = ["Account", "What"]
+                .into_iter()
+                .filter(|name| {
+                    item.intent.fields.get(*name).is_some_and(|v| {
+                        v.get(&ext).and_then(Value::as_str) == Some(key)
+                            && v.pointer("/attributes/type")
+                                .and_then(Value::as_str)
+                                .is_none_or(|t| t == "Account")
+                    })
+                })
+                .map(str::to_owned)
+                .collect();
+            for name in references {
+                item.intent.fields.remove(&name);
                 item.intent
                     .fields
-                    .insert("AccountId".into(), Value::String(account_id.to_owned()));
+                    .insert(format!("{name}Id"), Value::String(account_id.to_owned()));
+            }
+            // The same person under another customer key: their Contact is never stamped
+            // with this key, so references to it go by id too.
+            if let Some(contact) = contact_id {
+                for name in ["Contact", "Who"] {
+                    let refers = item.intent.fields.get(name).is_some_and(|v| {
+                        v.get(&ext).and_then(Value::as_str) == Some(key)
+                            && v.pointer("/attributes/type")
+                                .and_then(Value::as_str)
+                                .is_none_or(|t| t == "Contact")
+                    });
+                    if refers {
+                        item.intent.fields.remove(name);
+                        item.intent
+                            .fields
+                            .insert(format!("{name}Id"), Value::String(contact.to_owned()));
+                    }
+                }
             }
         }
     }
