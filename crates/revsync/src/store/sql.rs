@@ -115,7 +115,7 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
+pub(super) fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
     Ok(Event {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,

@@ -18,7 +18,7 @@ const ITEM_COLUMNS: &str =
 
 const HOUR_US: i64 = 3_600_000_000;
 
-fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+pub(super) fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Config(format!("stored {what} is not valid JSON: {e}"))
 }
 
@@ -40,6 +40,36 @@ fn intent_from_row(row: &AnyRow) -> Result<(RecordIntent, Vec<i64>), StoreError>
         },
         events,
     ))
+}
+
+pub(super) fn dead_letter_from_row(r: &AnyRow) -> Result<DeadLetter, StoreError> {
+    let (intent, event_ids) = intent_from_row(r)?;
+    Ok(DeadLetter {
+        id: r.try_get("id")?,
+        intent,
+        event_ids,
+        error_code: r.try_get("error_code")?,
+        message: r.try_get("message")?,
+        status: if r.try_get::<String, _>("status")? == "open" {
+            DeadLetterStatus::Open
+        } else {
+            DeadLetterStatus::Replayed
+        },
+        created_at: Micros(r.try_get("created_us")?),
+    })
+}
+
+pub(super) fn sync_log_from_row(r: &AnyRow) -> Result<SyncLogEntry, StoreError> {
+    Ok(SyncLogEntry {
+        event_id: r.try_get("event_id")?,
+        sobject: r.try_get("sobject")?,
+        record_key: r.try_get("record_key")?,
+        sf_id: r.try_get("sf_id")?,
+        created: r.try_get::<Option<i64>, _>("created")?.map(|c| c != 0),
+        outcome: r.try_get("outcome")?,
+        message: r.try_get("message")?,
+        at: Micros(r.try_get("at_us")?),
+    })
 }
 
 fn item_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
@@ -316,20 +346,7 @@ impl SqlStore {
         .bind(event_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SyncLogEntry {
-                    event_id: r.try_get("event_id")?,
-                    sobject: r.try_get("sobject")?,
-                    record_key: r.try_get("record_key")?,
-                    sf_id: r.try_get("sf_id")?,
-                    created: r.try_get::<Option<i64>, _>("created")?.map(|c| c != 0),
-                    outcome: r.try_get("outcome")?,
-                    message: r.try_get("message")?,
-                    at: Micros(r.try_get("at_us")?),
-                })
-            })
-            .collect()
+        rows.iter().map(sync_log_from_row).collect()
     }
 
     pub(super) async fn write_totals_impl(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
@@ -380,24 +397,7 @@ impl SqlStore {
                 .await?
             }
         };
-        rows.iter()
-            .map(|r| {
-                let (intent, event_ids) = intent_from_row(r)?;
-                Ok(DeadLetter {
-                    id: r.try_get("id")?,
-                    intent,
-                    event_ids,
-                    error_code: r.try_get("error_code")?,
-                    message: r.try_get("message")?,
-                    status: if r.try_get::<String, _>("status")? == "open" {
-                        DeadLetterStatus::Open
-                    } else {
-                        DeadLetterStatus::Replayed
-                    },
-                    created_at: Micros(r.try_get("created_us")?),
-                })
-            })
-            .collect()
+        rows.iter().map(dead_letter_from_row).collect()
     }
 
     pub(super) async fn replay_dead_letter_impl(

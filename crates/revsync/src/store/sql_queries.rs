@@ -9,17 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::queries::{
     escape_like, json_has_string_value, DeliverySummary, FlowThroughput, Queries, Throughput,
     MAX_SEARCH_RESULTS,
 };
-use super::{
-    DeadLetter, DeadLetterStatus, Event, EventStatus, Micros, SqlStore, StoreError, SyncLogEntry,
-};
-use crate::intent::{Priority, RecordIntent, RecordKey};
+use super::{DeadLetter, Event, Micros, SqlStore, StoreError, SyncLogEntry};
 
 const EVENT_COLUMNS: &str = "id, kind, fingerprint, reference, customer_key, status, \
     delivery_count, first_received_us, last_received_us, attempts, processed_us, last_error";
@@ -36,53 +32,8 @@ const LEDGER_CANDIDATES: i64 = 500;
 const MINUTE_US: i64 = 60_000_000;
 const HOUR_US: i64 = 60 * MINUTE_US;
 
-fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
-    Ok(Event {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        fingerprint: row.try_get("fingerprint")?,
-        reference: row.try_get("reference")?,
-        customer_key: row.try_get("customer_key")?,
-        status: EventStatus::parse(&row.try_get::<String, _>("status")?)?,
-        delivery_count: row.try_get("delivery_count")?,
-        first_received_at: Micros(row.try_get("first_received_us")?),
-        last_received_at: Micros(row.try_get("last_received_us")?),
-        attempts: row.try_get("attempts")?,
-        processed_at: row.try_get::<Option<i64>, _>("processed_us")?.map(Micros),
-        last_error: row.try_get("last_error")?,
-    })
-}
-
-fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
-    StoreError::Config(format!("stored {what} is not valid JSON: {e}"))
-}
-
-fn dead_letter_from_row(row: &AnyRow) -> Result<DeadLetter, StoreError> {
-    let key: RecordKey = serde_json::from_str(&row.try_get::<String, _>("record_key")?)
-        .map_err(|e| corrupt("record key", e))?;
-    let fields = serde_json::from_str(&row.try_get::<String, _>("fields")?)
-        .map_err(|e| corrupt("fields", e))?;
-    let event_ids = serde_json::from_str(&row.try_get::<String, _>("event_ids")?)
-        .map_err(|e| corrupt("event ids", e))?;
-    Ok(DeadLetter {
-        id: row.try_get("id")?,
-        intent: RecordIntent {
-            sobject: row.try_get("sobject")?,
-            key,
-            fields,
-            partition: row.try_get("partition_key")?,
-            priority: Priority::from_i64(row.try_get("priority")?),
-        },
-        event_ids,
-        error_code: row.try_get("error_code")?,
-        message: row.try_get("message")?,
-        status: match row.try_get::<String, _>("status")?.as_str() {
-            "open" => DeadLetterStatus::Open,
-            _ => DeadLetterStatus::Replayed,
-        },
-        created_at: Micros(row.try_get("created_us")?),
-    })
-}
+use super::sql::event_from_row;
+use super::sql_outbox::{dead_letter_from_row, sync_log_from_row};
 
 /// `$first, $first+1, …` for `count` values.
 fn placeholders(first: usize, count: usize) -> String {
@@ -252,19 +203,7 @@ impl Queries for SqlStore {
             }
             for r in query.fetch_all(&self.pool).await? {
                 let id: i64 = r.try_get("id")?;
-                rows_by_id.push((
-                    id,
-                    SyncLogEntry {
-                        event_id: r.try_get("event_id")?,
-                        sobject: r.try_get("sobject")?,
-                        record_key: r.try_get("record_key")?,
-                        sf_id: r.try_get("sf_id")?,
-                        created: r.try_get::<Option<i64>, _>("created")?.map(|c| c != 0),
-                        outcome: r.try_get("outcome")?,
-                        message: r.try_get("message")?,
-                        at: Micros(r.try_get("at_us")?),
-                    },
-                ));
+                rows_by_id.push((id, sync_log_from_row(&r)?));
             }
         }
         rows_by_id.sort_by_key(|(id, _)| *id);

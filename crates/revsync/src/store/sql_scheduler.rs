@@ -80,45 +80,7 @@ impl Scheduling for SqlStore {
         now: Micros,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        for w in records {
-            let written = match w.expected_version {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO ledger_records (kind, key, customer_key, body, version, \
-                             updated_us) VALUES ($1, $2, $3, $4, 1, $5) \
-                         ON CONFLICT (kind, key) DO NOTHING",
-                    )
-                    .bind(&w.kind)
-                    .bind(&w.key)
-                    .bind(&w.customer_key)
-                    .bind(&w.body)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?
-                }
-                Some(version) => {
-                    sqlx::query(
-                        "UPDATE ledger_records SET body = $3, customer_key = $4, \
-                             version = version + 1, updated_us = $6 \
-                         WHERE kind = $1 AND key = $2 AND version = $5",
-                    )
-                    .bind(&w.kind)
-                    .bind(&w.key)
-                    .bind(&w.body)
-                    .bind(&w.customer_key)
-                    .bind(version)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?
-                }
-            };
-            if written.rows_affected() != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "ledger record {}/{} changed since it was read",
-                    w.kind, w.key
-                )));
-            }
-        }
+        super::sql_engine::write_records_in(&mut tx, records, now).await?;
         super::sql_engine::enqueue_in(&mut tx, intents, None, now).await?;
         tx.commit().await?;
         Ok(())
