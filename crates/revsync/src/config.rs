@@ -523,6 +523,51 @@ secret_key = { env = "TWOCHECKOUT_SECRET_KEY" }
 # ins_secret_word = { env = "TWOCHECKOUT_INS_SECRET_WORD" }
 # Weakest signature accepted: md5, sha256 or sha3-256.
 minimum_algorithm = "sha256"
+# REST 6.0 (backfill, reconcile) needs the merchant code above and this key.
+
+[salesforce]
+# The org's My Domain URL. Without it nothing is written to Salesforce (events are still
+# received, kept and applied to the ledger).
+# instance_url = "https://acme.my.salesforce.com"
+# jwt (recommended: client_id + username + private_key), client_credentials
+# (client_id + client_secret) or refresh_token.
+auth = "client_credentials"
+# client_id = "3MVG9…"
+# client_secret = { env = "SALESFORCE_CLIENT_SECRET" }
+# username = "revsync@acme.com"
+# private_key = { file = "/run/secrets/revsync-jwt.key" }
+api_version = "v62.0"
+request_timeout_secs = 60
+
+[flows]
+# Multi-currency org (CurrencyIsoCode on Opportunity) or single-currency (converted amount,
+# original in Original_Currency__c / Original_Amount__c).
+multi_currency = false
+base_currency = "USD"
+# Rates to the base currency when 2Checkout's own FX fields cannot be used:
+# [flows.fx.rates]
+# EUR = "1.0850"
+# Field mappings: minijinja templates over the event, checked at start-up, e.g.
+# [flows.mapping.Opportunity]
+# Description = "{{ order.product_names }}"
+
+[sink]
+# Longest an intent waits for company before a request goes out.
+linger_ms = 1000
+
+[sink.budget]
+# Share of the org's daily API allocation revsync may use, and an absolute ceiling.
+share = 0.1
+# ceiling = 5000
+
+[dashboard]
+enabled = true
+# Required off localhost: Authorization: Bearer … or /dashboard?token=… once.
+# token = { env = "REVSYNC_DASHBOARD_TOKEN" }
+
+[alerts]
+# Chat-compatible webhook ({"text": "…"}): dead letters, budget, Salesforce down, silence.
+# webhook_url = "https://hooks.slack.com/services/…"
 "#;
 
 #[cfg(test)]
@@ -535,6 +580,12 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(parsed.server.listen, defaults.server.listen);
         assert_eq!(parsed.store.url, defaults.store.url);
+        assert_eq!(parsed.sink, defaults.sink);
+        assert_eq!(parsed.flows, defaults.flows);
+        assert_eq!(
+            parsed.salesforce.api_version,
+            defaults.salesforce.api_version
+        );
         assert_eq!(
             parsed.twocheckout.secret_key,
             Some(SecretRef::Env("TWOCHECKOUT_SECRET_KEY".into()))
