@@ -67,6 +67,21 @@ fn write<T: Serialize>(
 
 #[async_trait]
 impl EventHandler for LedgerHandler {
+    /// The ledger records [`LedgerHandler::handle`] loads: it reads nothing else.
+    fn footprint(&self, notification: &Notification) -> Option<Vec<String>> {
+        let touched = ledger::touched(notification);
+        let keys = [
+            (CUSTOMER, touched.customer),
+            (ORDER, touched.order),
+            (SUBSCRIPTION, touched.subscription),
+        ];
+        Some(
+            keys.into_iter()
+                .filter_map(|(kind, key)| Some(format!("{kind}/{}", key?)))
+                .collect(),
+        )
+    }
+
     async fn handle(
         &self,
         event: &Event,

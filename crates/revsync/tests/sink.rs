@@ -180,13 +180,14 @@ fn assert_orders_exactly(h: &Harness, customers: usize) {
 }
 
 #[tokio::test]
-async fn a_burst_of_orders_costs_one_call_per_75_customers() {
+async fn a_burst_of_orders_costs_one_call_per_150_customers() {
     let h = harness().await;
     enqueue_orders(&h, 300).await;
     let report = h.drain().await;
     assert_eq!(report.written, 900);
-    assert_eq!(report.api_calls, 4, "{report:?}");
-    assert_eq!(h.emu.calls().per_resource.get("composite/graph"), Some(&4));
+    // Two customers per graph, 75 graphs per request.
+    assert_eq!(report.api_calls, 2, "{report:?}");
+    assert_eq!(h.emu.calls().per_resource.get("composite/graph"), Some(&2));
     assert_orders_exactly(&h, 300);
     let stats = h.store.outbox_stats().await.unwrap();
     assert_eq!((stats.pending, stats.in_flight, stats.written), (0, 0, 900));
@@ -317,13 +318,13 @@ async fn revsync_keeps_to_its_share_of_the_allocation() {
         .record_api_calls(0, Some((0, 30)), Micros::now())
         .await
         .unwrap();
-    for batch in 0..5 {
+    for batch in 0..8 {
         let intents: Vec<_> = (0..80)
             .flat_map(|c| order_intents(&format!("b{batch}c{c}"), &format!("{batch}-{c}"), 1.0))
             .collect();
         h.store.enqueue(&intents, Micros::now()).await.unwrap();
     }
-    let report = h.sink().drain(Duration::from_secs(3)).await.unwrap();
+    let report = h.sink().drain(Duration::from_secs(30)).await.unwrap();
     assert!(report.paused.is_some(), "{report:?}");
     assert!(h.emu.calls().api_calls <= 3, "{:?}", h.emu.calls());
     let stats = h.store.outbox_stats().await.unwrap();
@@ -380,6 +381,34 @@ async fn a_validation_error_is_dead_lettered_with_salesforces_message() {
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_failure_in_a_shared_graph_rolls_back_only_until_the_mate_is_retried() {
+    let h = harness().await;
+    // 200 customers: more graphs than one request carries, so customers share graphs.
+    let mut intents: Vec<_> = (0..200)
+        .flat_map(|c| order_intents(&format!("c{c}"), &format!("{}", 1000 + c), 10.0))
+        .collect();
+    // Customer c7's Opportunity lacks its required StageName.
+    intents[7 * 3 + 2].fields.remove("StageName");
+    h.store.enqueue(&intents, Micros::now()).await.unwrap();
+    let report = h.drain().await;
+    assert_eq!(report.dead, 1, "{report:?}");
+    let dead = h
+        .store
+        .dead_letters(Some(DeadLetterStatus::Open), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead[0].intent.key, RecordKey::external(ORDER, "1007"));
+    // Everyone else, c7's graph-mate included, is written exactly once.
+    assert_eq!(h.by_ext("Account", CUST).len(), 200);
+    assert_eq!(h.by_ext("Contact", CUST).len(), 200);
+    let opportunities = h.by_ext("Opportunity", ORDER);
+    assert_eq!(opportunities.len(), 199);
+    assert!(!opportunities.contains_key("1007"));
+    let stats = h.store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.in_flight), (0, 0));
 }
 
 #[tokio::test]

@@ -350,6 +350,74 @@ async fn lost_lease_commits_nothing(store: Arc<dyn Store>) {
         .is_empty());
 }
 
+async fn commit_events_is_one_transaction_with_per_event_leases(store: Arc<dyn Store>) {
+    let batch: Vec<_> = (0..3)
+        .map(|i| delivery(&format!("fp-b{i}"), &format!("b{i}"), b"x"))
+        .collect();
+    store.append_deliveries(&batch).await.unwrap();
+    let now = Micros::now();
+    let until = Micros(now.0 + 60_000_000);
+    let ev = store.lease_pending("p", now, until, 3).await.unwrap();
+    let ids: Vec<i64> = ev.iter().map(|e| e.id).collect();
+    let effects = |key: &str, expected: Option<i64>| Effects {
+        records: vec![write(key, r#"{"n":1}"#, expected)],
+        intents: vec![account_intent(serde_json::json!({ "Name": key }))],
+    };
+
+    // One stale record anywhere: nothing of the batch is written, every event stays pending.
+    let stale = vec![
+        (ids[0], effects("ob0", None)),
+        (ids[1], effects("ob1", Some(4))),
+    ];
+    let err = store.commit_events("p", &stale, now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(store
+        .ledger_records_of_kind("order")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 0);
+    for id in &ids {
+        assert_eq!(
+            store.event(*id).await.unwrap().unwrap().status,
+            EventStatus::Pending
+        );
+    }
+
+    // An event whose lease went elsewhere is skipped; the others commit together.
+    store
+        .fail_event(ids[1], "p", "given back", false)
+        .await
+        .unwrap();
+    let good = vec![
+        (ids[0], effects("ob0", None)),
+        (ids[1], effects("ob1", None)),
+        (ids[2], effects("ob2", None)),
+    ];
+    assert_eq!(
+        store.commit_events("p", &good, now).await.unwrap(),
+        vec![true, false, true]
+    );
+    let keys: Vec<String> = store
+        .ledger_records_of_kind("order")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["ob0", "ob2"]);
+    assert_eq!(
+        store.event(ids[1]).await.unwrap().unwrap().status,
+        EventStatus::Pending
+    );
+    assert_eq!(
+        store.event(ids[2]).await.unwrap().unwrap().status,
+        EventStatus::Processed
+    );
+    // An empty batch is a no-op.
+    assert!(store.commit_events("p", &[], now).await.unwrap().is_empty());
+}
+
 async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn Store>) {
     use revsync::store::Settlement;
     let now = Micros::now();
@@ -477,6 +545,7 @@ conformance!(
     ping_and_backend,
     commit_event_is_all_or_nothing_with_versions,
     lost_lease_commits_nothing,
+    commit_events_is_one_transaction_with_per_event_leases,
     an_intent_returned_from_flight_folds_under_a_newer_one,
 );
 

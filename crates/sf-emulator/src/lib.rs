@@ -297,6 +297,11 @@ impl Emulator {
         self.shared.state.lock().records(sobject)
     }
 
+    /// How many live records of an sObject type there are.
+    pub fn count(&self, sobject: &str) -> usize {
+        self.shared.state.lock().count(sobject)
+    }
+
     /// API calls counted against the limit, per resource, and HTTP requests.
     pub fn calls(&self) -> CallStats {
         self.shared.usage.lock().stats()

@@ -1584,6 +1584,14 @@ impl OrgState {
             .unwrap_or_default()
     }
 
+    /// How many live records of an sObject type there are (without copying them).
+    pub fn count(&self, object: &str) -> usize {
+        self.schema
+            .object(object)
+            .and_then(|obj| self.tables.get(&obj.name))
+            .map_or(0, |t| t.live.len())
+    }
+
     /// Inserts a record bypassing field-level security (for seeding); validation still runs
     /// except for the duplicate rule.
     pub fn seed_insert(&mut self, object: &str, fields: &Fields) -> Result<String, SfError> {

@@ -12,6 +12,8 @@ use revsync::config::{Config, SecretRef, SqliteSync};
 use tokio_util::sync::CancellationToken;
 use twocheckout::signature::SecretKey;
 
+#[path = "bench_backlog.rs"]
+mod backlog;
 #[path = "bench_calls.rs"]
 mod calls;
 
@@ -36,22 +38,49 @@ pub enum BenchCommand {
         postgres: Option<String>,
     },
     /// Salesforce API calls per 1,000 order events (Account + Contact + Opportunity each)
-    /// at a burst and at a trickle, beside a naive per-event integration (look up, then
-    /// create or update, per record), all against the Salesforce emulator.
+    /// and end-to-end latency (IPN sent → Opportunity created in Salesforce), at a burst, at a
+    /// steady rate and at a trickle, beside a naive per-event integration (look up, then
+    /// create or update, per record, as each IPN arrives), all against the Salesforce
+    /// emulator.
     #[command(after_help = "Example:\n  cargo run --release -- bench calls --events 1000")]
     Calls {
         /// Completed-order IPNs in the burst (distinct customers).
         #[arg(long, default_value_t = 1_000)]
         events: usize,
+        /// IPNs in the steady run.
+        #[arg(long, default_value_t = 300)]
+        steady: usize,
+        /// IPNs per second in the steady run.
+        #[arg(long, default_value_t = 30.0)]
+        rate: f64,
         /// Events sent one at a time in the trickle run.
         #[arg(long, default_value_t = 20)]
         trickle: usize,
+    },
+    /// Resident memory of `revsync serve` with a backlog queued while Salesforce is down,
+    /// beside the same process idle, then the drain rate once Salesforce is back.
+    #[command(
+        after_help = "Example:\n  cargo run --release -- bench backlog --events 1000000 --drain-secs 60"
+    )]
+    Backlog {
+        /// Completed-order IPNs queued.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Longest the drain is watched.
+        #[arg(long, default_value_t = 60)]
+        drain_secs: u64,
     },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
-        BenchCommand::Calls { events, trickle } => calls::run(events, trickle).await?,
+        BenchCommand::Calls {
+            events,
+            steady,
+            rate,
+            trickle,
+        } => calls::run(events, steady, rate, trickle).await?,
+        BenchCommand::Backlog { events, drain_secs } => backlog::run(events, drain_secs).await?,
         BenchCommand::Ingest {
             requests,
             concurrency,

@@ -96,7 +96,7 @@ enum Fault {
     Pg,
 }
 
-const SECRET: &str = "harness-secret-key";
+pub(crate) const SECRET: &str = "harness-secret-key";
 const SECRET_WORD: &str = "harness-secret-word";
 /// The children's event lease (`[processor] lease_secs`): an event leased by a killed child
 /// is retaken after this long. Short, so a bounded run sees the takeover.
@@ -398,14 +398,14 @@ async fn drop_schema(admin: &str, schema: &str) {
     }
 }
 
-async fn free_port() -> anyhow::Result<SocketAddr> {
+pub(crate) async fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     Ok(listener.local_addr()?)
 }
 
 /// The configuration an operator would write for this setup, with short retry timings so
 /// that a bounded run sees the recoveries.
-fn child_config(
+pub(crate) fn child_config(
     addr: SocketAddr,
     store_url: &str,
     emulator_url: &str,
@@ -542,12 +542,12 @@ fn upcoming_references(scenarios: &[Vec<Delivery>], from: usize, n: usize) -> Ve
 }
 
 /// A running child (`revsync serve`).
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
 }
 
 impl Instance {
-    async fn start(
+    pub(crate) async fn start(
         exe: &Path,
         config: &Path,
         log: &PathBuf,
@@ -596,8 +596,12 @@ impl Instance {
         }
     }
 
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs in the child.
-    async fn kill9(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn kill9(&mut self) -> anyhow::Result<()> {
         self.child.start_kill().context("kill -9 failed")?;
         self.child.wait().await?;
         Ok(())

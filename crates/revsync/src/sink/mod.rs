@@ -327,8 +327,9 @@ impl Sink {
         Ok(report)
     }
 
-    /// Runs rounds until nothing is pending or in flight, or `deadline` passes. For tests,
-    /// the demo's summary and the CLI; the service uses [`Sink::run`].
+    /// Runs rounds until nothing is pending or in flight, the budget pauses writes, or
+    /// `deadline` passes. For tests, the demo's summary and the CLI; the service uses
+    /// [`Sink::run`].
     pub async fn drain(&self, deadline: Duration) -> Result<RoundReport, SinkError> {
         let until = tokio::time::Instant::now() + deadline;
         let mut total = RoundReport::default();
@@ -348,6 +349,9 @@ impl Sink {
             total.retried += r.retried;
             total.dead += r.dead;
             total.paused = r.paused.clone();
+            if total.paused.is_some() {
+                return Ok(total);
+            }
             if r.items == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -457,9 +461,12 @@ impl Sink {
         }
     }
 
-    /// An org duplicate rule blocked a new record and named the record it matches: stamp our
-    /// external id on that record (an update by its id), so that the retried upsert updates
-    /// it instead of creating a duplicate.
+    /// An org duplicate rule blocked a new record and named the record it matches. A
+    /// customer's Account or Contact costs no call here: the link goes into the identity map
+    /// and the retried write updates the matched record by its id, stamping our external id
+    /// (the same path as a match found by querying). Any other record gets our external id
+    /// stamped now (an update by its id), so that the retried upsert updates it instead of
+    /// creating a duplicate.
     async fn link_duplicate(&self, item: &OutboxItem, error: &ApiError, out: &mut Outcome) {
         let matched = error
             .duplicates
@@ -474,36 +481,38 @@ impl Sink {
             });
             return;
         };
-        out.api_calls += 1;
-        let stamp = serde_json::json!({ field.as_str(): value });
-        match self
-            .client
-            .update(&item.intent.sobject, &matched, &stamp)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(sobject = %item.intent.sobject, matched = %matched, key = %value, "linked to the record an org duplicate rule matched");
-                if field == &self.config.customer_external_id {
-                    let contact = item.intent.sobject == "Contact";
-                    out.identities.push(Identity {
-                        customer_key: value.clone(),
-                        account_id: (!contact).then(|| matched.clone()),
-                        contact_id: contact.then(|| matched.clone()),
-                        source: "duplicate_rule".into(),
-                    });
-                }
+        let customer = field == &self.config.customer_external_id
+            && matches!(item.intent.sobject.as_str(), "Account" | "Contact");
+        if !customer {
+            out.api_calls += 1;
+            let stamp = serde_json::json!({ field.as_str(): value });
+            if let Err(e) = self
+                .client
+                .update(&item.intent.sobject, &matched, &stamp)
+                .await
+            {
                 out.settlements.push(Settlement::Retry {
                     id: item.id,
-                    not_before: Micros::now(),
-                    error: format!("linked to {matched} named by the duplicate rule"),
+                    not_before: self.retry_at(item.attempts),
+                    error: format!("could not link duplicate {matched}: {e}"),
                 });
+                return;
             }
-            Err(e) => out.settlements.push(Settlement::Retry {
-                id: item.id,
-                not_before: self.retry_at(item.attempts),
-                error: format!("could not link duplicate {matched}: {e}"),
-            }),
+        } else {
+            let contact = item.intent.sobject == "Contact";
+            out.identities.push(Identity {
+                customer_key: value.clone(),
+                account_id: (!contact).then(|| matched.clone()),
+                contact_id: contact.then(|| matched.clone()),
+                source: "duplicate_rule".into(),
+            });
         }
+        tracing::info!(sobject = %item.intent.sobject, matched = %matched, key = %value, "linked to the record an org duplicate rule matched");
+        out.settlements.push(Settlement::Retry {
+            id: item.id,
+            not_before: Micros::now(),
+            error: format!("linked to {matched} named by the duplicate rule"),
+        });
     }
 
     /// A whole request failed (HTTP level): every item in it shares the fate.

@@ -300,18 +300,31 @@ pub trait Engine: Send + Sync + 'static {
     /// Every ledger record of one kind (rollups, reconciliation), ordered by key.
     async fn ledger_records_of_kind(&self, kind: &str) -> Result<Vec<LedgerRecord>, StoreError>;
 
-    /// In ONE transaction: writes the ledger records (each checked against the version it was
-    /// read at), enqueues the intents into the outbox (merging into pending intents for the
-    /// same record) and marks the event processed. Returns `Ok(false)` when `owner` no longer
-    /// holds the event's lease (nothing written), `Err(Conflict)` when a record changed since
-    /// it was read (nothing written; read again and retry).
+    /// In ONE transaction, for every `(event id, effects)` of `batch` in order: marks the
+    /// event processed, writes its ledger records (each checked against the version it was
+    /// read at) and enqueues its intents into the outbox (merging into pending intents for the
+    /// same record). Returns, per event, whether it was committed: `false` when `owner` no
+    /// longer holds its lease (none of its effects written; the others still are).
+    /// `Err(Conflict)` when a record changed since it was read: nothing of the batch is
+    /// written (read again and retry).
+    async fn commit_events(
+        &self,
+        owner: &str,
+        batch: &[(i64, Effects)],
+        now: Micros,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// [`Engine::commit_events`] for one event: `Ok(false)` when the lease was lost.
     async fn commit_event(
         &self,
         event_id: i64,
         owner: &str,
         effects: &Effects,
         now: Micros,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let batch = [(event_id, effects.clone())];
+        Ok(self.commit_events(owner, &batch, now).await?[0])
+    }
 
     /// Enqueues intents that come from no event (rollups, backfills, replays).
     async fn enqueue(&self, intents: &[RecordIntent], now: Micros) -> Result<(), StoreError>;

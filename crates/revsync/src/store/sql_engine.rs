@@ -187,31 +187,35 @@ impl Engine for SqlStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn commit_event(
+    async fn commit_events(
         &self,
-        event_id: i64,
         owner: &str,
-        effects: &Effects,
+        batch: &[(i64, Effects)],
         now: Micros,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE events SET status = 'processed', processed_us = $3, lease_owner = NULL, \
-                 lease_until_us = NULL, last_error = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
-        )
-        .bind(event_id)
-        .bind(owner)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false); // the lease was lost: roll back, someone else has the event
+        let mut committed = Vec::with_capacity(batch.len());
+        for (event_id, effects) in batch {
+            let done = sqlx::query(
+                "UPDATE events SET status = 'processed', processed_us = $3, lease_owner = NULL, \
+                     lease_until_us = NULL, last_error = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+            )
+            .bind(event_id)
+            .bind(owner)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+            // A lost lease: someone else has the event; its effects are theirs to write.
+            let held = done.rows_affected() == 1;
+            if held {
+                write_records_in(&mut tx, &effects.records, now).await?;
+                enqueue_in(&mut tx, &effects.intents, Some(*event_id), now).await?;
+            }
+            committed.push(held);
         }
-        write_records_in(&mut tx, &effects.records, now).await?;
-        enqueue_in(&mut tx, &effects.intents, Some(event_id), now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(committed)
     }
 
     async fn commit_records(&self, effects: &Effects, now: Micros) -> Result<(), StoreError> {
