@@ -65,19 +65,27 @@ fn write<T: Serialize>(
     }
 }
 
+/// The ledger records a notification reads, as `(kind, key)`.
+fn keys_of(notification: &Notification) -> Vec<(String, String)> {
+    let touched = ledger::touched(notification);
+    [
+        (CUSTOMER, touched.customer),
+        (ORDER, touched.order),
+        (SUBSCRIPTION, touched.subscription),
+    ]
+    .into_iter()
+    .filter_map(|(kind, key)| Some((kind.to_owned(), key?)))
+    .collect()
+}
+
 #[async_trait]
 impl EventHandler for LedgerHandler {
     /// The ledger records [`LedgerHandler::handle`] loads: it reads nothing else.
     fn footprint(&self, notification: &Notification) -> Option<Vec<String>> {
-        let touched = ledger::touched(notification);
-        let keys = [
-            (CUSTOMER, touched.customer),
-            (ORDER, touched.order),
-            (SUBSCRIPTION, touched.subscription),
-        ];
         Some(
-            keys.into_iter()
-                .filter_map(|(kind, key)| Some(format!("{kind}/{}", key?)))
+            keys_of(notification)
+                .into_iter()
+                .map(|(kind, key)| format!("{kind}/{key}"))
                 .collect(),
         )
     }
@@ -87,23 +95,50 @@ impl EventHandler for LedgerHandler {
         event: &Event,
         notification: &Notification,
     ) -> Result<Effects, HandleError> {
-        let touched = ledger::touched(notification);
-        let mut keys = Vec::new();
-        if let Some(c) = &touched.customer {
-            keys.push((CUSTOMER.to_owned(), c.clone()));
+        let loaded = self.load(&keys_of(notification)).await?;
+        self.apply(event, notification, &loaded)
+    }
+
+    /// One read for the whole run's ledger records.
+    async fn handle_run(
+        &self,
+        run: &[(&Event, &Notification)],
+    ) -> Vec<Result<Effects, HandleError>> {
+        let keys: Vec<(String, String)> = run.iter().flat_map(|(_, n)| keys_of(n)).collect();
+        match self.load(&keys).await {
+            Ok(loaded) => run
+                .iter()
+                .map(|(event, n)| self.apply(event, n, &loaded))
+                .collect(),
+            Err(e) => run
+                .iter()
+                .map(|_| Err(HandleError::Retry(e.to_string())))
+                .collect(),
         }
-        if let Some(o) = &touched.order {
-            keys.push((ORDER.to_owned(), o.clone()));
-        }
-        if let Some(s) = &touched.subscription {
-            keys.push((SUBSCRIPTION.to_owned(), s.clone()));
-        }
-        let loaded = self
-            .store
-            .ledger_records(&keys)
+    }
+}
+
+impl LedgerHandler {
+    async fn load(&self, keys: &[(String, String)]) -> Result<Vec<LedgerRecord>, HandleError> {
+        self.store
+            .ledger_records(keys)
             .await
-            .map_err(|e| HandleError::Retry(e.to_string()))?;
-        let find = |kind: &str| loaded.iter().find(|r| r.kind == kind);
+            .map_err(|e| HandleError::Retry(e.to_string()))
+    }
+
+    /// Applies one notification to the records it touches (found among `loaded`) and plans
+    /// its intents.
+    fn apply(
+        &self,
+        event: &Event,
+        notification: &Notification,
+        loaded: &[LedgerRecord],
+    ) -> Result<Effects, HandleError> {
+        let keys = keys_of(notification);
+        let find = |kind: &str| {
+            let key = keys.iter().find(|(k, _)| k == kind).map(|(_, key)| key)?;
+            loaded.iter().find(|r| r.kind == kind && &r.key == key)
+        };
         let customer_row = find(CUSTOMER);
         let order_row = find(ORDER);
         let subscription_row = find(SUBSCRIPTION);

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use twocheckout::form::FormBody;
 use twocheckout::notification::{Kind, Notification};
 
-use crate::store::{Effects, Event, Micros, Store, StoreError};
+use crate::store::{Delivery, Effects, Event, Micros, Store, StoreError};
 
 /// What a handler says about a failure.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,19 @@ pub trait EventHandler: Send + Sync + 'static {
     fn footprint(&self, _notification: &Notification) -> Option<Vec<String>> {
         None
     }
+
+    /// Handles a run of events with disjoint footprints (a handler may read for all of them
+    /// at once); one result per event, in order. The default handles them one by one.
+    async fn handle_run(
+        &self,
+        run: &[(&Event, &Notification)],
+    ) -> Vec<Result<Effects, HandleError>> {
+        let mut out = Vec::with_capacity(run.len());
+        for (event, notification) in run {
+            out.push(self.handle(event, notification).await);
+        }
+        out
+    }
 }
 
 /// How often a handler is re-run when the records it read changed before its commit.
@@ -72,6 +85,19 @@ pub struct Processor {
     pub idle: Duration,
 }
 
+/// The event's typed notification, from its first delivery (every delivery of an event
+/// carries the same semantic fields).
+fn read(event: &Event, first: Option<Delivery>) -> Result<Notification, HandleError> {
+    let first = first.ok_or_else(|| HandleError::Permanent("event has no delivery".into()))?;
+    let kind: Kind = event
+        .kind
+        .parse()
+        .map_err(|_| HandleError::Permanent(format!("unknown kind {}", event.kind)))?;
+    // The body was verified and typed at ingest; failing here means the parser changed.
+    let form = FormBody::parse(&first.body).map_err(|e| HandleError::Permanent(e.to_string()))?;
+    Notification::parse(kind, &form).map_err(|e| HandleError::Permanent(e.to_string()))
+}
+
 /// A leased event, read and typed, waiting in a run.
 struct Ready {
     event: Event,
@@ -87,13 +113,21 @@ impl Processor {
             .store
             .lease_pending(&self.owner, now, until, self.batch)
             .await?;
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let mut firsts: std::collections::HashMap<i64, Delivery> = self
+            .store
+            .first_deliveries(&ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.event_id, d))
+            .collect();
         let mut completed = 0;
         let mut run: Vec<Ready> = Vec::new();
         let mut footprint: HashSet<String> = HashSet::new();
         // The run holds an event of unknown footprint: nothing may join it.
         let mut sealed = false;
         for event in events {
-            let notification = match self.read(&event).await {
+            let notification = match read(&event, firsts.remove(&event.id)) {
                 Ok(n) => n,
                 Err(e) => {
                     self.failed(&event, &e).await?;
@@ -120,27 +154,6 @@ impl Processor {
         Ok(completed)
     }
 
-    /// The event's typed notification, from its first delivery (every delivery of an event
-    /// carries the same semantic fields).
-    async fn read(&self, event: &Event) -> Result<Notification, HandleError> {
-        let deliveries = self
-            .store
-            .deliveries_of(event.id)
-            .await
-            .map_err(|e| HandleError::Retry(e.to_string()))?;
-        let first = deliveries
-            .first()
-            .ok_or_else(|| HandleError::Permanent("event has no delivery".into()))?;
-        let kind: Kind = event
-            .kind
-            .parse()
-            .map_err(|_| HandleError::Permanent(format!("unknown kind {}", event.kind)))?;
-        // The body was verified and typed at ingest; failing here means the parser changed.
-        let form =
-            FormBody::parse(&first.body).map_err(|e| HandleError::Permanent(e.to_string()))?;
-        Notification::parse(kind, &form).map_err(|e| HandleError::Permanent(e.to_string()))
-    }
-
     /// Handles a run of events with disjoint footprints and commits it in one transaction;
     /// on a version conflict, redoes it one event at a time. Returns the events completed.
     async fn commit_run(&self, run: Vec<Ready>) -> Result<usize, StoreError> {
@@ -151,10 +164,13 @@ impl Processor {
             }
             return Ok(completed);
         }
+        let pairs: Vec<(&Event, &Notification)> =
+            run.iter().map(|r| (&r.event, &r.notification)).collect();
+        let results = self.handler.handle_run(&pairs).await;
         let mut batch = Vec::with_capacity(run.len());
         let mut handled = Vec::with_capacity(run.len());
-        for ready in run {
-            match self.handler.handle(&ready.event, &ready.notification).await {
+        for (ready, result) in run.into_iter().zip(results) {
+            match result {
                 Ok(effects) => {
                     batch.push((ready.event.id, effects));
                     handled.push(ready);

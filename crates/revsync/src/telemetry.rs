@@ -5,7 +5,12 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// The Prometheus recorder, installed on first call.
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The Prometheus recorder, installed on first call. Histogram samples wait in the recorder
+/// until they are folded into buckets; a thread of its own does that every few seconds, so
+/// memory stays flat whether or not anything scrapes `/metrics`.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -20,6 +25,14 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // Another recorder may already be installed (an embedding program's); ours still
         // renders what it recorded, so a failure here only means metrics go there instead.
         let _ = metrics::set_global_recorder(recorder);
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            })
+            .expect("a thread can be started");
         handle
     })
 }
@@ -46,8 +59,11 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal, never into a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

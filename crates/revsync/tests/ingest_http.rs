@@ -394,6 +394,9 @@ impl EventLog for FaultyStore {
     async fn deliveries_of(&self, id: i64) -> Result<Vec<Delivery>, StoreError> {
         self.inner.deliveries_of(id).await
     }
+    async fn first_deliveries(&self, ids: &[i64]) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.first_deliveries(ids).await
+    }
     async fn counts(&self) -> Result<LogCounts, StoreError> {
         self.inner.counts().await
     }

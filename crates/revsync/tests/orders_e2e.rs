@@ -234,6 +234,34 @@ async fn an_existing_customer_under_another_case_and_legal_suffix_is_linked_not_
 }
 
 #[tokio::test]
+async fn a_failed_matching_query_holds_the_new_customer_instead_of_creating_a_duplicate() {
+    let e = support::spawn_e2e(EmulatorConfig::default(), Default::default()).await;
+    let account = e
+        .emu
+        .insert("Account", serde_json::json!({"Name": "Globex"}));
+    let contact = e.emu.insert(
+        "Contact",
+        serde_json::json!({"LastName": "Okafor", "Email": "ngozi@globex.example", "AccountId": account}),
+    );
+    // The matching query fails twice; the writes around it would go through.
+    e.emu.faults().fail_queries(2);
+    post_order(
+        &e,
+        order_from("600101", "78001", "ngozi@globex.example", "Globex", "Ngozi"),
+    )
+    .await;
+    let contacts = e.emu.records("Contact");
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(contacts[0]["Id"].as_str(), Some(contact.as_str()));
+    assert_eq!(contacts[0]["TwoCheckout_Customer_Ref__c"], "78001");
+    assert_eq!(e.emu.records("Account").len(), 1);
+    // Both failures were met (a 503 is not counted against the allocation), then one query
+    // answered.
+    assert_eq!(e.emu.faults().snapshot().failing_queries, 0);
+    assert_eq!(e.emu.calls().per_resource["query"], 1);
+}
+
+#[tokio::test]
 async fn two_customers_of_one_company_share_one_account_and_free_mail_never_matches_by_domain() {
     let e = support::spawn_e2e(EmulatorConfig::default(), Default::default()).await;
     post_order(

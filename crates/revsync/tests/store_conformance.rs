@@ -61,6 +61,27 @@ async fn resend_is_one_event_with_every_delivery_kept(store: Arc<dyn Store>) {
     assert_eq!(deliveries.len(), 2);
     assert_eq!(deliveries[0].body, b"REFNO=100&X=\xff");
     assert_eq!(deliveries[1].body, b"REFNO=100&MESSAGE_ID=2");
+
+    // The first delivery of each event, in one read; unknown ids are simply absent.
+    let other = store
+        .append_deliveries(&[delivery("fp-b", "101", b"REFNO=101")])
+        .await
+        .unwrap();
+    let firsts = store
+        .first_deliveries(&[other[0].event_id, event.id, 999_999])
+        .await
+        .unwrap();
+    let got: Vec<(i64, &[u8])> = firsts
+        .iter()
+        .map(|d| (d.event_id, d.body.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (event.id, &b"REFNO=100&X=\xff"[..]),
+            (other[0].event_id, &b"REFNO=101"[..])
+        ]
+    );
 }
 
 async fn batch_with_repeats_inside_it(store: Arc<dyn Store>) {

@@ -101,6 +101,49 @@ pub fn is_identifier(name: &str) -> bool {
         })
 }
 
+/// Longest query text, URL-encoded, that a `GET …/query?q=` request may carry: Salesforce
+/// refuses a URI plus headers above 16,384 bytes (414 / 431); the rest is left for the path,
+/// the bearer token and the other headers.
+pub const MAX_ENCODED_QUERY: usize = 14_000;
+
+/// Length of `text` once `application/x-www-form-urlencoded` (how the query string carries
+/// it): unreserved bytes and spaces count one, everything else three.
+pub fn encoded_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' | b' ' => 1,
+            _ => 3,
+        })
+        .sum()
+}
+
+/// Splits `head WHERE c1 OR c2 OR … tail` over as few queries as keep each one within
+/// `max_encoded` (see [`encoded_len`]). Every condition lands in exactly one query, in order;
+/// a condition too long to fit even alone gets a query of its own (Salesforce will refuse it
+/// with a clear error rather than revsync dropping it).
+pub fn split_or(head: &str, conditions: &[String], tail: &str, max_encoded: usize) -> Vec<String> {
+    const OR: &str = " OR ";
+    let fixed = encoded_len(head) + encoded_len(" WHERE ") + encoded_len(tail);
+    let mut queries = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    let mut length = fixed;
+    let build = |current: &[&str]| format!("{head} WHERE {}{tail}", current.join(OR));
+    for condition in conditions {
+        let cost = encoded_len(condition) + if current.is_empty() { 0 } else { OR.len() };
+        if !current.is_empty() && length + cost > max_encoded {
+            queries.push(build(&current));
+            current.clear();
+            length = fixed;
+        }
+        length += encoded_len(condition) + if current.is_empty() { 0 } else { OR.len() };
+        current.push(condition);
+    }
+    if !current.is_empty() {
+        queries.push(build(&current));
+    }
+    queries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +224,51 @@ mod tests {
         assert!(!is_identifier("a."));
     }
 
+    #[test]
+    fn encoded_len_matches_form_urlencoding() {
+        assert_eq!(encoded_len("SELECT Id"), 9);
+        assert_eq!(encoded_len("Email = 'a@b.example'"), 29);
+        assert_eq!(encoded_len("é"), 6);
+    }
+
+    #[test]
+    fn split_or_keeps_order_and_limit() {
+        let conditions: Vec<String> = (0..50)
+            .map(|i| format!("Email = 'user{i}@x.example'"))
+            .collect();
+        let queries = split_or("SELECT Id FROM Contact", &conditions, " LIMIT 2000", 400);
+        assert!(queries.len() > 1);
+        assert!(queries.iter().all(|q| encoded_len(q) <= 400), "{queries:?}");
+        assert!(
+            queries[0].starts_with("SELECT Id FROM Contact WHERE Email = 'user0@x.example' OR ")
+        );
+        assert!(queries.iter().all(|q| q.ends_with(" LIMIT 2000")));
+        assert!(split_or("SELECT Id FROM Contact", &[], "", 400).is_empty());
+    }
+
     proptest! {
+        #[test]
+        fn split_or_places_every_condition_once_within_the_limit(
+            conditions in proptest::collection::vec("[a-z@.' ]{1,40}", 0..60),
+            max in 60usize..600,
+        ) {
+            let head = "SELECT Id FROM Contact";
+            let queries = split_or(head, &conditions, " LIMIT 9", max);
+            let mut seen = Vec::new();
+            for q in &queries {
+                let inner = q
+                    .strip_prefix("SELECT Id FROM Contact WHERE ")
+                    .and_then(|q| q.strip_suffix(" LIMIT 9"))
+                    .unwrap();
+                let parts: Vec<&str> = inner.split(" OR ").collect();
+                // Over the limit only when one condition alone is too long.
+                prop_assert!(encoded_len(q) <= max || parts.len() == 1);
+                seen.push(inner.to_owned());
+            }
+            prop_assert_eq!(seen.join(" OR "), conditions.join(" OR "));
+            prop_assert_eq!(queries.is_empty(), conditions.is_empty());
+        }
+
         #[test]
         fn quote_round_trips_and_never_terminates_early(s in any::<String>(), tail in "[ A-Za-z=']{0,8}") {
             let literal = quote(&s);

@@ -59,6 +59,9 @@ pub struct FaultState {
     #[serde(skip)]
     pub outage_until: Option<Instant>,
     pub commit_then_timeout: Option<CommitThenTimeout>,
+    /// Upcoming SOQL query requests answered with a 503 `SERVER_UNAVAILABLE` (writes are not
+    /// affected): a query that fails while the writes around it succeed.
+    pub failing_queries: u32,
 }
 
 impl FaultState {
@@ -80,6 +83,13 @@ impl FaultState {
         } else {
             None
         }
+    }
+
+    /// Whether this SOQL query request is one of the failing ones (and counts it).
+    pub fn take_query_failure(&mut self) -> bool {
+        let fail = self.failing_queries > 0;
+        self.failing_queries = self.failing_queries.saturating_sub(1);
+        fail
     }
 
     /// Takes one "commit then time out" ticket for a write request.
@@ -179,6 +189,11 @@ impl Faults {
     }
 
     /// Clears every fault (latency, errors, outage, locks, commit-then-timeout).
+    /// Answers the next `count` SOQL query requests with a 503; writes go through.
+    pub fn fail_queries(&self, count: u32) {
+        self.shared.faults.lock().failing_queries = count;
+    }
+
     pub fn clear(&self) {
         *self.shared.faults.lock() = FaultState::default();
         self.clear_locks();

@@ -121,10 +121,31 @@ async fn handle(
         return admin::handle(&sh, method.as_str(), rest, &query_map(&uri), &body).await;
     }
     sh.usage.lock().http_request();
+    // Salesforce refuses a URI plus headers above 16,384 bytes (414 / 431). The JSON error
+    // body is ASSUMED (the edge may answer HTML).
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if uri.to_string().len() + header_bytes > 16_384 {
+        return to_response(
+            Resp::err(SfError::new(
+                414,
+                "URI_TOO_LONG",
+                "The request URI and headers exceed 16,384 bytes",
+            )),
+            None,
+        );
+    }
     // Faults that hit every Salesforce request.
     let (latency, in_outage, random_error) = {
         let mut f = sh.faults.lock();
-        (f.latency.sample(), f.in_outage(), f.random_error())
+        let query_fails = path.contains("/query") && f.take_query_failure();
+        (
+            f.latency.sample(),
+            f.in_outage(),
+            f.random_error().or(query_fails.then_some(503)),
+        )
     };
     if let Some(d) = latency {
         tokio::time::sleep(d).await;

@@ -848,3 +848,35 @@ async fn https_with_generated_certificate() {
         .iter()
         .any(|x| x["version"] == json!("62.0") && x["label"] == json!("Winter '25")));
 }
+
+#[tokio::test]
+async fn a_uri_over_16k_is_refused_and_failing_queries_spare_writes() {
+    let (emu, c) = start().await;
+    // Salesforce refuses a URI plus headers above 16,384 bytes.
+    let emails: Vec<String> = (0..800)
+        .map(|i| format!("'someone{i}@example.com'"))
+        .collect();
+    let long = format!(
+        "SELECT Id FROM Contact WHERE Email IN ({})",
+        emails.join(",")
+    );
+    let r = c.query(&long).await;
+    assert_eq!(r.status, 414, "{}", r.body);
+    assert_eq!(r.body[0]["errorCode"], "URI_TOO_LONG");
+    let short = format!(
+        "SELECT Id FROM Contact WHERE Email IN ({})",
+        emails[..100].join(",")
+    );
+    assert_eq!(c.query(&short).await.status, 200);
+
+    // The next two queries fail; a write in between goes through.
+    emu.faults().fail_queries(2);
+    assert_eq!(c.query("SELECT Id FROM Account").await.status, 503);
+    let created = c
+        .post("sobjects/Account", json!({"Name": "Written anyway"}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(c.query("SELECT Id FROM Account").await.status, 503);
+    let r = c.query("SELECT Id FROM Account").await;
+    assert_eq!((r.status, r.body["totalSize"].clone()), (200, json!(1)));
+}

@@ -19,7 +19,7 @@ use tco_emulator::sender::{Endpoints, SenderConfig};
 use tco_emulator::{Generator, GeneratorConfig, ScenarioKind, Sender};
 use twocheckout::signature::{Algorithm, SecretKey};
 
-use crate::cli::harness::{child_config, free_port, Instance, SECRET};
+use crate::cli::harness::{child_config, free_port, print_log_tail, Instance, SECRET};
 
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 /// Deliveries appended per store transaction while queueing.
@@ -248,5 +248,6 @@ pub async fn run(events: usize, drain_secs: u64) -> anyhow::Result<()> {
         if left.pending + left.in_flight > 0 { format!(" (stopped at --drain-secs {drain_secs})") } else { String::new() }
     );
     println!("target: <= 150 MB RSS with 1,000,000 events queued");
+    print_log_tail(&log_path);
     Ok(())
 }

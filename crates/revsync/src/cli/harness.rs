@@ -287,7 +287,7 @@ pub async fn run(args: HarnessArgs) -> anyhow::Result<ExitCode> {
 
 /// The distinct lines of the children's log, most frequent first (the log holds warnings
 /// and errors only).
-fn print_log_tail(path: &Path) {
+pub(crate) fn print_log_tail(path: &Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };

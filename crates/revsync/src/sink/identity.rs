@@ -86,9 +86,29 @@ impl Sink {
 
         let mut decided: BTreeMap<String, Identity> = known;
         if !unknown.is_empty() && self.config.matching_enabled {
-            for (key, identity) in self.match_unknown(&unknown, out).await {
-                out.identities.push(identity.clone());
-                decided.insert(key, identity);
+            match self.match_unknown(&unknown, out).await {
+                Ok(found) => {
+                    for (key, identity) in found {
+                        out.identities.push(identity.clone());
+                        decided.insert(key, identity);
+                    }
+                }
+                // Undecided customers wait: writing them by external id now could create a
+                // duplicate of a Contact Salesforce already has.
+                Err(why) => {
+                    let unknown: BTreeSet<&str> = unknown.iter().map(String::as_str).collect();
+                    for item in items
+                        .iter()
+                        .filter(|i| unknown.contains(i.intent.partition.as_str()))
+                    {
+                        held.insert(item.id);
+                        out.settlements.push(Settlement::Retry {
+                            id: item.id,
+                            not_before: self.retry_at(item.attempts),
+                            error: format!("matching could not run: {why}"),
+                        });
+                    }
+                }
             }
         }
 
@@ -197,12 +217,13 @@ impl Sink {
         }
     }
 
-    /// Queries Salesforce for the unknown customers and decides for each.
+    /// Queries Salesforce for the unknown customers and decides for each. `Err` (why) when
+    /// it could not look: the store or Salesforce was unavailable.
     async fn match_unknown(
         &self,
         unknown: &[String],
         out: &mut Outcome,
-    ) -> Vec<(String, Identity)> {
+    ) -> Result<Vec<(String, Identity)>, String> {
         let records = match self
             .store
             .ledger_records(
@@ -216,7 +237,7 @@ impl Sink {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "ledger unavailable for matching");
-                return Vec::new();
+                return Err(e.to_string());
             }
         };
         let customers: Vec<CustomerRecord> = records
@@ -232,60 +253,76 @@ impl Sink {
             .filter_map(|c| c.email.as_deref().and_then(matching::company_domain))
             .collect();
         if emails.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let ext = &self.config.customer_external_id;
         if !salesforce::soql::is_identifier(ext) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let mut conditions = Vec::new();
-        let email_list: Vec<&str> = emails.iter().map(String::as_str).collect();
-        if let Ok(list) = salesforce::soql::in_list(&email_list) {
-            conditions.push(format!("Email IN {list}"));
-        }
-        for d in &domains {
-            conditions.push(format!(
-                "Email LIKE {}",
-                salesforce::soql::quote_like(
-                    &format!("@{d}"),
-                    salesforce::soql::LikePattern::EndsWith
+        use salesforce::soql::{quote, quote_like, split_or, LikePattern, MAX_ENCODED_QUERY};
+        // A company domain's LIKE already finds that domain's exact e-mails: only the others
+        // (free mail) need a condition of their own. The conditions are spread over as few
+        // queries as keep each request under Salesforce's URI limit.
+        let mut conditions: Vec<String> = domains
+            .iter()
+            .map(|d| {
+                format!(
+                    "Email LIKE {}",
+                    quote_like(&format!("@{d}"), LikePattern::EndsWith)
                 )
-            ));
-        }
-        let contacts_soql = format!(
-            "SELECT Id, Email, AccountId, Account.Name, Account.Website, Account.{ext}, {ext} \
-             FROM Contact WHERE {} LIMIT 2000",
-            conditions.join(" OR ")
+            })
+            .collect();
+        conditions.extend(
+            emails
+                .iter()
+                .filter(|e| !matching::company_domain(e).is_some_and(|d| domains.contains(&d)))
+                .map(|e| format!("Email = {}", quote(e))),
         );
-        out.api_calls += 1;
-        metrics::counter!("revsync_salesforce_calls_total", "resource" => "query").increment(1);
-        let contacts: Vec<Value> = match self.client.query_all(&contacts_soql).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "matching query failed; customers will be written by external id");
-                return Vec::new();
-            }
+        let unavailable = |e: salesforce::SalesforceError, out: &mut Outcome| {
+            tracing::warn!(error = %e, "matching query failed; the new customers wait");
+            out.unreachable |= matches!(
+                e.class(),
+                salesforce::ErrorClass::Transient | salesforce::ErrorClass::SessionExpired
+            );
+            e.to_string()
         };
-        let mut accounts: Vec<Value> = Vec::new();
-        if !domains.is_empty() && self.config.matching_account_websites {
+        let mut queries: Vec<(bool, String)> = split_or(
+            &format!(
+                "SELECT Id, Email, AccountId, Account.Name, Account.Website, Account.{ext}, {ext} \
+                 FROM Contact"
+            ),
+            &conditions,
+            " LIMIT 2000",
+            MAX_ENCODED_QUERY,
+        )
+        .into_iter()
+        .map(|q| (true, q))
+        .collect();
+        if self.config.matching_account_websites {
             let websites: Vec<String> = domains
                 .iter()
-                .map(|d| {
-                    format!(
-                        "Website LIKE {}",
-                        salesforce::soql::quote_like(d, salesforce::soql::LikePattern::Contains)
-                    )
-                })
+                .map(|d| format!("Website LIKE {}", quote_like(d, LikePattern::Contains)))
                 .collect();
-            let soql = format!(
-                "SELECT Id, Name, Website, {ext} FROM Account WHERE {} LIMIT 2000",
-                websites.join(" OR ")
+            queries.extend(
+                split_or(
+                    &format!("SELECT Id, Name, Website, {ext} FROM Account"),
+                    &websites,
+                    " LIMIT 2000",
+                    MAX_ENCODED_QUERY,
+                )
+                .into_iter()
+                .map(|q| (false, q)),
             );
+        }
+        let mut contacts: Vec<Value> = Vec::new();
+        let mut accounts: Vec<Value> = Vec::new();
+        for (of_contacts, soql) in queries {
             out.api_calls += 1;
             metrics::counter!("revsync_salesforce_calls_total", "resource" => "query").increment(1);
             match self.client.query_all(&soql).await {
-                Ok(rows) => accounts = rows,
-                Err(e) => tracing::warn!(error = %e, "account matching query failed"),
+                Ok(rows) if of_contacts => contacts.extend(rows),
+                Ok(rows) => accounts.extend(rows),
+                Err(e) => return Err(unavailable(e, out)),
             }
         }
 
@@ -337,7 +374,7 @@ impl Sink {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "identity map unavailable; not linking this round");
-                return Vec::new();
+                return Err(e.to_string());
             }
         }
         for customer in &customers {
@@ -420,7 +457,7 @@ impl Sink {
             };
             decided.push((customer.key.clone(), identity));
         }
-        decided
+        Ok(decided)
     }
 
     /// Rewrites a linked (not shared) customer's Account/Contact intents into updates by id

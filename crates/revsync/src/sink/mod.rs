@@ -101,6 +101,9 @@ pub struct RoundReport {
     pub dead: usize,
     /// Set when the governor paused the round: why.
     pub paused: Option<String>,
+    /// A request failed as a whole for a reason that is Salesforce's (network, 5xx, session)
+    /// and nothing was written: Salesforce looks unreachable.
+    pub unreachable: bool,
 }
 
 /// The sink. Cheap to share; one per process is enough.
@@ -119,6 +122,8 @@ struct Outcome {
     identities: Vec<Identity>,
     api_calls: i64,
     limit_hit: bool,
+    /// A whole request failed transiently (network, 5xx, session).
+    unreachable: bool,
 }
 
 impl Sink {
@@ -138,9 +143,16 @@ impl Sink {
 
     /// Runs rounds until `shutdown` is cancelled, lingering at low traffic so that one call
     /// carries as many intents as arrive within the linger window.
+    ///
+    /// While Salesforce is unreachable (whole requests fail: network, 5xx, sessions) the sink
+    /// stops leasing work: it backs off (the configured base doubling up to the cap) and then
+    /// probes with one request's worth of customers, so an outage costs neither Salesforce
+    /// calls nor store writes for every intent, however large the backlog grows.
     pub async fn run(self, shutdown: CancellationToken) {
         let linger = Duration::from_millis(self.config.linger_ms);
         let poll = Duration::from_millis(20).min(linger.max(Duration::from_millis(1)));
+        let probe = self.limits.graphs_per_request as i64;
+        let mut failed_rounds: i64 = 0;
         while !shutdown.is_cancelled() {
             let wait = match self.store.outbox_stats().await {
                 Ok(stats) if stats.pending == 0 => poll,
@@ -152,15 +164,39 @@ impl Sink {
                     // Several full requests' worth waiting: no reason to wait longer.
                     let full = stats.pending >= 4 * self.limits.nodes_per_request as i64;
                     if full || age >= linger {
-                        match self.round(false).await {
-                            Ok(report) => match report.paused {
-                                Some(reason) => {
-                                    tracing::warn!(%reason, "API budget: writes paused");
-                                    Duration::from_secs(30)
+                        let partitions = if failed_rounds > 0 {
+                            probe
+                        } else {
+                            self.config.max_partitions_per_round
+                        };
+                        match self.round(false, partitions).await {
+                            Ok(report) if report.unreachable => {
+                                failed_rounds += 1;
+                                let pause = self.outage_pause(failed_rounds);
+                                if failed_rounds == 1 {
+                                    tracing::warn!(?pause, "Salesforce unreachable: writes wait, probing with one request");
                                 }
-                                None if report.items == 0 => poll,
-                                None => Duration::ZERO,
-                            },
+                                metrics::gauge!("revsync_salesforce_unreachable").set(1.0);
+                                pause
+                            }
+                            Ok(report) => {
+                                if failed_rounds > 0 && report.items > 0 {
+                                    tracing::info!(
+                                        failed_rounds,
+                                        "Salesforce reachable again: writes resume"
+                                    );
+                                    failed_rounds = 0;
+                                    metrics::gauge!("revsync_salesforce_unreachable").set(0.0);
+                                }
+                                match report.paused {
+                                    Some(reason) => {
+                                        tracing::warn!(%reason, "API budget: writes paused");
+                                        Duration::from_secs(30)
+                                    }
+                                    None if report.items == 0 => poll,
+                                    None => Duration::ZERO,
+                                }
+                            }
                             Err(e) => {
                                 tracing::error!(error = %e, "sink round failed");
                                 Duration::from_secs(1)
@@ -184,15 +220,22 @@ impl Sink {
         }
     }
 
+    /// Pause after the `n`th round in a row that found Salesforce unreachable: the backoff
+    /// base doubling per round, with jitter, up to the cap.
+    fn outage_pause(&self, n: i64) -> Duration {
+        let Micros(at) = self.retry_at(n - 1);
+        Duration::from_micros((at - Micros::now().0).max(0) as u64)
+    }
+
     /// One round over whatever is due now (no linger).
     pub async fn run_once(&self) -> Result<RoundReport, SinkError> {
-        self.round(true).await
+        self.round(true, self.config.max_partitions_per_round).await
     }
 
     /// One round. Unless `flush`, a last, partly filled request whose intents have all
     /// waited less than the linger goes back to wait for company (DESIGN §4: wait at most
     /// the linger, or until a request is full).
-    async fn round(&self, flush: bool) -> Result<RoundReport, SinkError> {
+    async fn round(&self, flush: bool, max_partitions: i64) -> Result<RoundReport, SinkError> {
         let now = Micros::now();
         let budget = self.store.api_budget(now).await?;
         metrics::gauge!("revsync_api_calls_24h").set(budget.revsync_calls_24h as f64);
@@ -213,13 +256,7 @@ impl Sink {
         let lease_until = Micros(now.0 + (self.config.lease_secs as i64) * 1_000_000);
         let mut items = self
             .store
-            .lease_outbox(
-                &self.owner,
-                now,
-                lease_until,
-                self.config.max_partitions_per_round,
-                up_to,
-            )
+            .lease_outbox(&self.owner, now, lease_until, max_partitions, up_to)
             .await?;
         if items.is_empty() {
             return Ok(RoundReport::default());
@@ -277,14 +314,19 @@ impl Sink {
         let mut settlements = released;
         settlements.extend(resolved.settlements);
         let mut identities = resolved.identities;
+        report.unreachable = resolved.unreachable;
         for o in outcomes {
             report.api_calls += o.api_calls;
+            report.unreachable |= o.unreachable;
             settlements.extend(o.settlements);
             identities.extend(o.identities);
         }
         for s in &settlements {
             match s {
-                Settlement::Written { .. } => report.written += 1,
+                Settlement::Written { .. } => {
+                    report.written += 1;
+                    report.unreachable = false;
+                }
                 Settlement::Retry { .. } => report.retried += 1,
                 Settlement::Dead { .. } => report.dead += 1,
                 Settlement::Release { .. } => {}
@@ -518,6 +560,7 @@ impl Sink {
     /// A whole request failed (HTTP level): every item in it shares the fate.
     fn request_failed(&self, members: &[&OutboxItem], e: &SalesforceError, out: &mut Outcome) {
         let class = e.class();
+        out.unreachable |= matches!(class, ErrorClass::Transient | ErrorClass::SessionExpired);
         for item in members {
             match class {
                 ErrorClass::Permanent => out.settlements.push(Settlement::Dead {
@@ -701,6 +744,7 @@ impl Sink {
             out.settlements.extend(o.settlements);
             out.identities.extend(o.identities);
             out.limit_hit |= o.limit_hit;
+            out.unreachable |= o.unreachable;
         }
         if members.is_empty() {
             return out;

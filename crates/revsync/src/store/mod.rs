@@ -265,6 +265,8 @@ pub trait EventLog: Send + Sync + 'static {
 
     async fn event(&self, id: i64) -> Result<Option<Event>, StoreError>;
     async fn deliveries_of(&self, event_id: i64) -> Result<Vec<Delivery>, StoreError>;
+    /// The first delivery of each of `event_ids` (one read for a batch), ordered by event id.
+    async fn first_deliveries(&self, event_ids: &[i64]) -> Result<Vec<Delivery>, StoreError>;
     async fn counts(&self) -> Result<LogCounts, StoreError>;
 
     /// Leases up to `limit` pending events (oldest first) to `owner` until `lease_until`.

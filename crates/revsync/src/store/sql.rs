@@ -98,11 +98,32 @@ impl SqlStore {
         })
     }
 
+    /// Begins a write transaction that changes which outbox rows are pending. Only one such
+    /// transaction runs at a time: on SQLite the write lock already ensures it; on PostgreSQL
+    /// a transaction-scoped advisory lock does. Without it, READ COMMITTED lets an enqueue
+    /// and a requeue of the same record both see no pending row and both make one (the
+    /// second fails on `outbox_one_pending_per_record`).
+    pub(super) async fn outbox_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(OUTBOX_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
+
+/// PostgreSQL advisory lock key held by [`SqlStore::outbox_tx`] ("rvsync" in ASCII).
+const OUTBOX_LOCK: i64 = 0x72_76_73_79_6e_63;
 
 /// Hides a password in a database URL for error messages.
 fn redact_url(url: &str) -> String {
@@ -307,27 +328,33 @@ impl EventLog for SqlStore {
     }
 
     async fn deliveries_of(&self, event_id: i64) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, event_id, kind, received_us, content_type, remote_addr, \
-                 signature_algorithm, body FROM deliveries WHERE event_id = $1 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id"
+        ))
         .bind(event_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Delivery {
-                    id: row.try_get("id")?,
-                    event_id: row.try_get("event_id")?,
-                    kind: row.try_get("kind")?,
-                    received_at: Micros(row.try_get("received_us")?),
-                    content_type: row.try_get("content_type")?,
-                    remote_addr: row.try_get("remote_addr")?,
-                    signature_algorithm: row.try_get("signature_algorithm")?,
-                    body: row.try_get("body")?,
-                })
-            })
-            .collect()
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn first_deliveries(&self, event_ids: &[i64]) -> Result<Vec<Delivery>, StoreError> {
+        let mut out = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(MAX_BINDS) {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id IN \
+                     (SELECT MIN(id) FROM deliveries WHERE event_id IN ({}) GROUP BY event_id)",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(delivery_from_row(&row)?);
+            }
+        }
+        out.sort_by_key(|d| d.event_id);
+        Ok(out)
     }
 
     async fn counts(&self) -> Result<LogCounts, StoreError> {
@@ -405,4 +432,33 @@ impl EventLog for SqlStore {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Columns of a [`Delivery`] row, in the order [`delivery_from_row`] reads them.
+const DELIVERY_COLUMNS: &str = "id, event_id, kind, received_us, content_type, remote_addr, \
+     signature_algorithm, body";
+
+fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        kind: row.try_get("kind")?,
+        received_at: Micros(row.try_get("received_us")?),
+        content_type: row.try_get("content_type")?,
+        remote_addr: row.try_get("remote_addr")?,
+        signature_algorithm: row.try_get("signature_algorithm")?,
+        body: row.try_get("body")?,
+    })
+}
+
+/// Most values bound in one statement by the batched reads and writes (SQLite allows 32,766,
+/// PostgreSQL 65,535).
+pub(super) const MAX_BINDS: usize = 500;
+
+/// `$start, $start+1, …` — `n` numbered placeholders (both backends read `$N`).
+pub(super) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

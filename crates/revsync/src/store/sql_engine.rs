@@ -1,12 +1,13 @@
 //! [`Engine`] for [`SqlStore`]: ledger records with optimistic versions, the outbox merge, and
 //! the one transaction that commits an event's effects with its completion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::sql::{placeholders, MAX_BINDS};
 use super::{
     ApiBudgetState, DeadLetter, DeadLetterStatus, Effects, Engine, Identity, LedgerRecord, Micros,
     OutboxItem, OutboxStats, Settlement, SqlStore, StoreError, SyncLogEntry,
@@ -31,117 +32,203 @@ fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Config(format!("stored {what} is not valid JSON: {e}"))
 }
 
-/// Enqueues intents inside an open transaction. A pending intent for the same record absorbs
-/// the new one (later values win); otherwise a new pending row is added. Rows in flight are
-/// never touched: the sink may be sending their older values right now.
+/// Enqueues intents (each with the event it comes from, if any) inside an open transaction.
+/// A pending intent for the same record absorbs the new one (later values win); otherwise a
+/// new pending row is added. Rows in flight are never touched: the sink may be sending their
+/// older values right now. Intents for one record are merged in memory first; then one read
+/// finds the pending rows, one statement per chunk inserts the new ones, and each merged row
+/// is updated.
 pub(super) async fn enqueue_in(
     conn: &mut AnyConnection,
-    intents: &[RecordIntent],
-    event_id: Option<i64>,
+    intents: &[(Option<i64>, &RecordIntent)],
     now: Micros,
 ) -> Result<(), StoreError> {
-    for intent in intents {
-        let record_key = json(&intent.key);
-        let existing = sqlx::query(
-            "SELECT id, fields, event_ids, priority FROM outbox \
-             WHERE sobject = $1 AND record_key = $2 AND status = 'pending'",
-        )
-        .bind(&intent.sobject)
-        .bind(&record_key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match existing {
-            Some(row) => {
-                let id: i64 = row.try_get("id")?;
-                let mut fields: BTreeMap<String, serde_json::Value> =
-                    serde_json::from_str(&row.try_get::<String, _>("fields")?)
-                        .map_err(|e| corrupt("outbox fields", e))?;
-                fields.extend(intent.fields.clone());
-                let mut events: Vec<i64> =
-                    serde_json::from_str(&row.try_get::<String, _>("event_ids")?)
-                        .map_err(|e| corrupt("outbox event ids", e))?;
-                if let Some(e) = event_id {
-                    if !events.contains(&e) {
-                        events.push(e);
-                    }
-                }
-                let priority = row
-                    .try_get::<i64, _>("priority")?
-                    .min(intent.priority.as_i64());
-                sqlx::query(
-                    "UPDATE outbox SET fields = $2, event_ids = $3, priority = $4, \
-                         partition_key = $5, updated_us = $6 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(json(&fields))
-                .bind(json(&events))
-                .bind(priority)
-                .bind(&intent.partition)
-                .bind(now.0)
-                .execute(&mut *conn)
-                .await?;
-            }
-            None => {
-                let events: Vec<i64> = event_id.into_iter().collect();
-                sqlx::query(
-                    "INSERT INTO outbox (sobject, record_key, partition_key, priority, fields, \
-                         event_ids, next_attempt_us, created_us, updated_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
-                )
-                .bind(&intent.sobject)
-                .bind(&record_key)
-                .bind(&intent.partition)
-                .bind(intent.priority.as_i64())
-                .bind(json(&intent.fields))
-                .bind(json(&events))
-                .bind(now.0)
-                .execute(&mut *conn)
-                .await?;
+    /// One record's merged intent.
+    struct Merged {
+        sobject: String,
+        record_key: String,
+        partition: String,
+        priority: i64,
+        fields: BTreeMap<String, serde_json::Value>,
+        events: Vec<i64>,
+    }
+    let mut merged: Vec<Merged> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for (event_id, intent) in intents {
+        let key = (intent.sobject.clone(), json(&intent.key));
+        let at = *index.entry(key.clone()).or_insert_with(|| {
+            merged.push(Merged {
+                sobject: key.0,
+                record_key: key.1,
+                partition: intent.partition.clone(),
+                priority: intent.priority.as_i64(),
+                fields: BTreeMap::new(),
+                events: Vec::new(),
+            });
+            merged.len() - 1
+        });
+        let m = &mut merged[at];
+        m.fields.extend(intent.fields.clone());
+        m.partition = intent.partition.clone();
+        m.priority = m.priority.min(intent.priority.as_i64());
+        if let Some(e) = event_id {
+            if !m.events.contains(e) {
+                m.events.push(*e);
             }
         }
+    }
+
+    // The pending rows these records already have.
+    let mut existing: HashMap<(String, String), AnyRow> = HashMap::new();
+    for chunk in merged.chunks(MAX_BINDS) {
+        let sql = format!(
+            "SELECT id, sobject, record_key, fields, event_ids, priority FROM outbox \
+             WHERE status = 'pending' AND record_key IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for m in chunk {
+            query = query.bind(&m.record_key);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let key = (row.try_get("sobject")?, row.try_get("record_key")?);
+            existing.insert(key, row);
+        }
+    }
+
+    let mut fresh = Vec::new();
+    for m in merged {
+        let Some(row) = existing.get(&(m.sobject.clone(), m.record_key.clone())) else {
+            fresh.push(m);
+            continue;
+        };
+        let id: i64 = row.try_get("id")?;
+        let mut fields: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&row.try_get::<String, _>("fields")?)
+                .map_err(|e| corrupt("outbox fields", e))?;
+        fields.extend(m.fields);
+        let mut events: Vec<i64> = serde_json::from_str(&row.try_get::<String, _>("event_ids")?)
+            .map_err(|e| corrupt("outbox event ids", e))?;
+        for e in m.events {
+            if !events.contains(&e) {
+                events.push(e);
+            }
+        }
+        let priority = row.try_get::<i64, _>("priority")?.min(m.priority);
+        sqlx::query(
+            "UPDATE outbox SET fields = $2, event_ids = $3, priority = $4, \
+                 partition_key = $5, updated_us = $6 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(json(&fields))
+        .bind(json(&events))
+        .bind(priority)
+        .bind(&m.partition)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    const COLUMNS: usize = 7;
+    for chunk in fresh.chunks(MAX_BINDS / COLUMNS) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = r * COLUMNS;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${n}, ${n}, ${n})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    n = b + 7
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO outbox (sobject, record_key, partition_key, priority, fields, \
+                 event_ids, next_attempt_us, created_us, updated_us) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for m in chunk {
+            query = query
+                .bind(&m.sobject)
+                .bind(&m.record_key)
+                .bind(&m.partition)
+                .bind(m.priority)
+                .bind(json(&m.fields))
+                .bind(json(&m.events))
+                .bind(now.0);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
 /// Writes ledger records inside an open transaction, each checked against the version it was
-/// read at. `Err(Conflict)` when one changed since.
+/// read at: new records in one statement per chunk, changed ones one by one. `Err(Conflict)`
+/// when one changed (or appeared) since.
 pub(super) async fn write_records_in(
     conn: &mut AnyConnection,
-    records: &[super::RecordWrite],
+    records: &[&super::RecordWrite],
     now: Micros,
 ) -> Result<(), StoreError> {
-    for w in records {
-        let written = match w.expected_version {
-            None => {
-                sqlx::query(
-                    "INSERT INTO ledger_records (kind, key, customer_key, body, version, \
-                             updated_us) VALUES ($1, $2, $3, $4, 1, $5) \
-                         ON CONFLICT (kind, key) DO NOTHING",
+    let (new, changed): (Vec<&super::RecordWrite>, Vec<&super::RecordWrite>) =
+        records.iter().partition(|w| w.expected_version.is_none());
+    const COLUMNS: usize = 5;
+    for chunk in new.chunks(MAX_BINDS / COLUMNS) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = r * COLUMNS;
+                format!(
+                    "(${}, ${}, ${}, ${}, 1, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
                 )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO ledger_records (kind, key, customer_key, body, version, updated_us) \
+             VALUES {} ON CONFLICT (kind, key) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for w in chunk {
+            query = query
                 .bind(&w.kind)
                 .bind(&w.key)
                 .bind(&w.customer_key)
                 .bind(&w.body)
-                .bind(now.0)
-                .execute(&mut *conn)
-                .await?
-            }
-            Some(version) => {
-                sqlx::query(
-                    "UPDATE ledger_records SET body = $3, customer_key = $4, \
-                             version = version + 1, updated_us = $6 \
-                         WHERE kind = $1 AND key = $2 AND version = $5",
-                )
-                .bind(&w.kind)
-                .bind(&w.key)
-                .bind(&w.body)
-                .bind(&w.customer_key)
-                .bind(version)
-                .bind(now.0)
-                .execute(&mut *conn)
-                .await?
-            }
-        };
+                .bind(now.0);
+        }
+        let written = query.execute(&mut *conn).await?;
+        if written.rows_affected() != chunk.len() as u64 {
+            return Err(StoreError::Conflict(format!(
+                "{} of {} new ledger records already exist",
+                chunk.len() as u64 - written.rows_affected(),
+                chunk.len()
+            )));
+        }
+    }
+    for w in changed {
+        let written = sqlx::query(
+            "UPDATE ledger_records SET body = $3, customer_key = $4, \
+                     version = version + 1, updated_us = $6 \
+                 WHERE kind = $1 AND key = $2 AND version = $5",
+        )
+        .bind(&w.kind)
+        .bind(&w.key)
+        .bind(&w.body)
+        .bind(&w.customer_key)
+        .bind(w.expected_version)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await?;
         if written.rows_affected() != 1 {
             return Err(StoreError::Conflict(format!(
                 "ledger record {}/{} changed since it was read",
@@ -152,27 +239,62 @@ pub(super) async fn write_records_in(
     Ok(())
 }
 
+/// Marks the events `owner` still holds processed, in one statement per chunk; returns their
+/// ids.
+async fn complete_events_in(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    owner: &str,
+    now: Micros,
+) -> Result<HashSet<i64>, StoreError> {
+    let mut held = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_BINDS) {
+        let sql = format!(
+            "UPDATE events SET status = 'processed', processed_us = $2, lease_owner = NULL, \
+                 lease_until_us = NULL, last_error = NULL \
+             WHERE lease_owner = $1 AND status = 'pending' AND id IN ({}) RETURNING id",
+            placeholders(3, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(owner).bind(now.0);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            held.insert(row.try_get("id")?);
+        }
+    }
+    Ok(held)
+}
+
 #[async_trait]
 impl Engine for SqlStore {
     async fn ledger_records(
         &self,
         keys: &[(String, String)],
     ) -> Result<Vec<LedgerRecord>, StoreError> {
+        let wanted: HashSet<(&str, &str)> =
+            keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut out = Vec::with_capacity(keys.len());
-        let mut conn = self.pool.acquire().await?;
-        for (kind, key) in keys {
-            let row = sqlx::query(
+        for chunk in keys.chunks(MAX_BINDS) {
+            let sql = format!(
                 "SELECT kind, key, customer_key, body, version FROM ledger_records \
-                 WHERE kind = $1 AND key = $2",
-            )
-            .bind(kind)
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(row) = row {
-                out.push(record_from_row(&row)?);
+                 WHERE key IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (_, key) in chunk {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let record = record_from_row(&row)?;
+                if wanted.contains(&(record.kind.as_str(), record.key.as_str())) {
+                    out.push(record);
+                }
             }
         }
+        // One row per (kind, key), whatever the chunking found twice.
+        out.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
+        out.dedup_by(|a, b| a.kind == b.kind && a.key == b.key);
         Ok(out)
     }
 
@@ -193,42 +315,41 @@ impl Engine for SqlStore {
         batch: &[(i64, Effects)],
         now: Micros,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let mut committed = Vec::with_capacity(batch.len());
-        for (event_id, effects) in batch {
-            let done = sqlx::query(
-                "UPDATE events SET status = 'processed', processed_us = $3, lease_owner = NULL, \
-                     lease_until_us = NULL, last_error = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
-            )
-            .bind(event_id)
-            .bind(owner)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-            // A lost lease: someone else has the event; its effects are theirs to write.
-            let held = done.rows_affected() == 1;
-            if held {
-                write_records_in(&mut tx, &effects.records, now).await?;
-                enqueue_in(&mut tx, &effects.intents, Some(*event_id), now).await?;
-            }
-            committed.push(held);
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
+        let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+        let mut tx = self.outbox_tx().await?;
+        // A lost lease: someone else has the event; its effects are theirs to write.
+        let held = complete_events_in(&mut tx, &ids, owner, now).await?;
+        let kept = || batch.iter().filter(|(id, _)| held.contains(id));
+        let records: Vec<&super::RecordWrite> =
+            kept().flat_map(|(_, e)| e.records.iter()).collect();
+        write_records_in(&mut tx, &records, now).await?;
+        let intents: Vec<(Option<i64>, &RecordIntent)> = kept()
+            .flat_map(|(id, e)| e.intents.iter().map(move |i| (Some(*id), i)))
+            .collect();
+        enqueue_in(&mut tx, &intents, now).await?;
         tx.commit().await?;
-        Ok(committed)
+        Ok(ids.iter().map(|id| held.contains(id)).collect())
     }
 
     async fn commit_records(&self, effects: &Effects, now: Micros) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        write_records_in(&mut tx, &effects.records, now).await?;
-        enqueue_in(&mut tx, &effects.intents, None, now).await?;
+        let mut tx = self.outbox_tx().await?;
+        let records: Vec<&super::RecordWrite> = effects.records.iter().collect();
+        write_records_in(&mut tx, &records, now).await?;
+        let intents: Vec<(Option<i64>, &RecordIntent)> =
+            effects.intents.iter().map(|i| (None, i)).collect();
+        enqueue_in(&mut tx, &intents, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn enqueue(&self, intents: &[RecordIntent], now: Micros) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        enqueue_in(&mut tx, intents, None, now).await?;
+        let mut tx = self.outbox_tx().await?;
+        let intents: Vec<(Option<i64>, &RecordIntent)> =
+            intents.iter().map(|i| (None, i)).collect();
+        enqueue_in(&mut tx, &intents, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -196,7 +196,7 @@ impl SqlStore {
         max_partitions: i64,
         max_priority: Priority,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.outbox_tx().await?;
         // Intents whose sink died mid-round go back to pending (merged under any newer one).
         let expired = sqlx::query(&format!(
             "SELECT {ITEM_COLUMNS} FROM outbox WHERE status = 'inflight' AND lease_until_us < $1"
@@ -241,7 +241,7 @@ impl SqlStore {
         settlements: &[Settlement],
         now: Micros,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.outbox_tx().await?;
         let load =
             format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE id = $1 AND status = 'inflight'");
         for s in settlements {
@@ -405,7 +405,7 @@ impl SqlStore {
         id: i64,
         now: Micros,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.outbox_tx().await?;
         let row = sqlx::query(
             "SELECT sobject, record_key, partition_key, priority, fields, event_ids \
              FROM dead_letters WHERE id = $1 AND status = 'open'",
@@ -422,7 +422,7 @@ impl SqlStore {
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
-        enqueue_in(&mut tx, std::slice::from_ref(&intent), None, now).await?;
+        enqueue_in(&mut tx, &[(None, &intent)], now).await?;
         // Keep the link to the events it came from, so the sync log stays complete.
         sqlx::query(
             "UPDATE outbox SET event_ids = $3 WHERE sobject = $1 AND record_key = $2 \

@@ -79,9 +79,12 @@ impl Scheduling for SqlStore {
         intents: &[RecordIntent],
         now: Micros,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        super::sql_engine::write_records_in(&mut tx, records, now).await?;
-        super::sql_engine::enqueue_in(&mut tx, intents, None, now).await?;
+        let mut tx = self.outbox_tx().await?;
+        let records: Vec<&RecordWrite> = records.iter().collect();
+        super::sql_engine::write_records_in(&mut tx, &records, now).await?;
+        let intents: Vec<(Option<i64>, &RecordIntent)> =
+            intents.iter().map(|i| (None, i)).collect();
+        super::sql_engine::enqueue_in(&mut tx, &intents, now).await?;
         tx.commit().await?;
         Ok(())
     }
