@@ -506,6 +506,11 @@ async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn S
         store.settle_outbox(&[s], now).await.unwrap();
         let stats = store.outbox_stats().await.unwrap();
         assert_eq!((stats.pending, stats.in_flight), (1, 0));
+        assert_eq!(
+            store.outbox_pending().await.unwrap(),
+            (stats.pending, stats.oldest_due),
+            "the sink's poll agrees with the full stats"
+        );
         let next = store
             .lease_outbox("s", now, until, 10, Priority::Backfill)
             .await
@@ -530,6 +535,7 @@ async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn S
     }
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!((stats.pending, stats.in_flight, stats.written), (0, 0, 3));
+    assert_eq!(store.outbox_pending().await.unwrap(), (0, None));
 }
 
 macro_rules! conformance {

@@ -154,15 +154,14 @@ impl Sink {
         let probe = self.limits.graphs_per_request as i64;
         let mut failed_rounds: i64 = 0;
         while !shutdown.is_cancelled() {
-            let wait = match self.store.outbox_stats().await {
-                Ok(stats) if stats.pending == 0 => poll,
-                Ok(stats) => {
-                    let age = stats
-                        .oldest_due
+            let wait = match self.store.outbox_pending().await {
+                Ok((0, _)) => poll,
+                Ok((pending, oldest_due)) => {
+                    let age = oldest_due
                         .map(|due| Duration::from_micros((Micros::now().0 - due.0).max(0) as u64))
                         .unwrap_or_default();
                     // Several full requests' worth waiting: no reason to wait longer.
-                    let full = stats.pending >= 4 * self.limits.nodes_per_request as i64;
+                    let full = pending >= 4 * self.limits.nodes_per_request as i64;
                     if full || age >= linger {
                         let partitions = if failed_rounds > 0 {
                             probe

@@ -358,6 +358,9 @@ pub trait Engine: Send + Sync + 'static {
         now: Micros,
     ) -> Result<(), StoreError>;
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+    /// Pending intents and when the oldest became due: what the sink polls, without
+    /// counting the written history [`Engine::outbox_stats`] counts.
+    async fn outbox_pending(&self) -> Result<(i64, Option<Micros>), StoreError>;
     /// What an event did in Salesforce.
     async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError>;
     /// Records written per sObject: `(sobject, created, updated)`, each write counted once.

@@ -78,21 +78,28 @@ pub(super) async fn enqueue_in(
         }
     }
 
-    // The pending rows these records already have.
+    // The pending rows these records already have, per object so that the partial index
+    // on (sobject, record_key) serves the lookup.
+    let mut by_object: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for m in &merged {
+        by_object.entry(&m.sobject).or_default().push(&m.record_key);
+    }
     let mut existing: HashMap<(String, String), AnyRow> = HashMap::new();
-    for chunk in merged.chunks(MAX_BINDS) {
-        let sql = format!(
-            "SELECT id, sobject, record_key, fields, event_ids, priority FROM outbox \
-             WHERE status = 'pending' AND record_key IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for m in chunk {
-            query = query.bind(&m.record_key);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let key = (row.try_get("sobject")?, row.try_get("record_key")?);
-            existing.insert(key, row);
+    for (sobject, keys) in by_object {
+        for chunk in keys.chunks(MAX_BINDS) {
+            let sql = format!(
+                "SELECT id, sobject, record_key, fields, event_ids, priority FROM outbox \
+                 WHERE status = 'pending' AND sobject = $1 AND record_key IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(sobject);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                let key = (row.try_get("sobject")?, row.try_get("record_key")?);
+                existing.insert(key, row);
+            }
         }
     }
 
@@ -272,23 +279,25 @@ impl Engine for SqlStore {
         &self,
         keys: &[(String, String)],
     ) -> Result<Vec<LedgerRecord>, StoreError> {
-        let wanted: HashSet<(&str, &str)> =
-            keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // Per kind, so that the primary key (kind, key) serves the lookup.
+        let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (kind, key) in keys {
+            by_kind.entry(kind).or_default().push(key);
+        }
         let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(MAX_BINDS) {
-            let sql = format!(
-                "SELECT kind, key, customer_key, body, version FROM ledger_records \
-                 WHERE key IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for (_, key) in chunk {
-                query = query.bind(key);
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                let record = record_from_row(&row)?;
-                if wanted.contains(&(record.kind.as_str(), record.key.as_str())) {
-                    out.push(record);
+        for (kind, keys) in by_kind {
+            for chunk in keys.chunks(MAX_BINDS) {
+                let sql = format!(
+                    "SELECT kind, key, customer_key, body, version FROM ledger_records \
+                     WHERE kind = $1 AND key IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(kind);
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                for row in query.fetch_all(&self.pool).await? {
+                    out.push(record_from_row(&row)?);
                 }
             }
         }
@@ -376,6 +385,17 @@ impl Engine for SqlStore {
 
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         self.outbox_stats_impl().await
+    }
+
+    async fn outbox_pending(&self) -> Result<(i64, Option<Micros>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending, MIN(next_attempt_us) AS oldest FROM outbox \
+             WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok((row.try_get("pending")?, oldest.map(Micros)))
     }
 
     async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError> {
