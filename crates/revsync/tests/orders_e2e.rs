@@ -356,13 +356,13 @@ async fn a_grey_zone_match_is_held_for_review_until_an_operator_links_it() {
     // The operator links it: the held writes go out, onto the existing Account.
     let now = revsync::store::Micros::now();
     e.t.store
-        .save_identity(
-            &revsync::store::Identity {
+        .save_identities(
+            &[revsync::store::Identity {
                 customer_key: "99001".into(),
                 account_id: Some(account.clone()),
                 contact_id: None,
                 source: "matched".into(),
-            },
+            }],
             now,
         )
         .await

@@ -507,7 +507,7 @@ async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn S
         let stats = store.outbox_stats().await.unwrap();
         assert_eq!((stats.pending, stats.in_flight), (1, 0));
         assert_eq!(
-            store.outbox_pending().await.unwrap(),
+            store.outbox_pending(10).await.unwrap(),
             (stats.pending, stats.oldest_due),
             "the sink's poll agrees with the full stats"
         );
@@ -535,7 +535,127 @@ async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn S
     }
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!((stats.pending, stats.in_flight, stats.written), (0, 0, 3));
-    assert_eq!(store.outbox_pending().await.unwrap(), (0, None));
+    assert_eq!(store.outbox_pending(10).await.unwrap(), (0, None));
+}
+
+fn intent_in(partition: &str, record: &str, priority: Priority) -> RecordIntent {
+    RecordIntent {
+        sobject: "Account".into(),
+        key: RecordKey::external("TwoCheckout_Customer_Ref__c", record),
+        fields: serde_json::from_value(serde_json::json!({"Name": record})).unwrap(),
+        partition: partition.into(),
+        priority,
+    }
+}
+
+/// The sink leases whole partitions, most urgent first, and only when every pending intent
+/// of a partition is due and none of it is in flight — however far down the queue the
+/// leasable ones sit.
+async fn outbox_leases_whole_due_partitions_most_urgent_first(store: Arc<dyn Store>) {
+    use revsync::store::Settlement;
+    let now = Micros::now();
+    let until = Micros(now.0 + 60_000_000);
+    // 300 partitions blocked by a retry that is not due yet, each with a due intent too.
+    let blocked: Vec<RecordIntent> = (0..300)
+        .map(|i| {
+            intent_in(
+                &format!("blocked-{i}"),
+                &format!("retry-{i}"),
+                Priority::Backfill,
+            )
+        })
+        .collect();
+    store.enqueue(&blocked, now).await.unwrap();
+    let leased = store
+        .lease_outbox("s", now, until, 1000, Priority::Backfill)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 300);
+    let retries: Vec<Settlement> = leased
+        .iter()
+        .map(|item| Settlement::Retry {
+            id: item.id,
+            not_before: Micros(now.0 + 3_600_000_000),
+            error: "UNABLE_TO_LOCK_ROW".into(),
+        })
+        .collect();
+    store.settle_outbox(&retries, now).await.unwrap();
+    let due_too: Vec<RecordIntent> = (0..300)
+        .map(|i| {
+            intent_in(
+                &format!("blocked-{i}"),
+                &format!("due-{i}"),
+                Priority::Backfill,
+            )
+        })
+        .collect();
+    store.enqueue(&due_too, now).await.unwrap();
+    // One partition with an intent in flight and a newer one waiting.
+    store
+        .enqueue(&[intent_in("flying", "flying-1", Priority::Backfill)], now)
+        .await
+        .unwrap();
+    let flying = store
+        .lease_outbox("s", now, until, 1, Priority::Backfill)
+        .await
+        .unwrap();
+    assert_eq!(flying.len(), 1);
+    assert_eq!(flying[0].intent.partition, "flying");
+    store
+        .enqueue(&[intent_in("flying", "flying-2", Priority::Payment)], now)
+        .await
+        .unwrap();
+    // Leasable: two backfill partitions queued behind all of that, then a payment.
+    for (partition, record, priority) in [
+        ("late-a", "late-a-1", Priority::Backfill),
+        ("late-a", "late-a-2", Priority::Backfill),
+        ("late-b", "late-b-1", Priority::Backfill),
+        ("urgent", "urgent-1", Priority::Payment),
+    ] {
+        store
+            .enqueue(&[intent_in(partition, record, priority)], now)
+            .await
+            .unwrap();
+    }
+    let only_payments = store
+        .lease_outbox("s", now, until, 10, Priority::Payment)
+        .await
+        .unwrap();
+    let partitions: Vec<&str> = only_payments
+        .iter()
+        .map(|i| i.intent.partition.as_str())
+        .collect();
+    assert_eq!(
+        partitions,
+        ["urgent"],
+        "priority cap and a partition in flight respected"
+    );
+    let two = store
+        .lease_outbox("s", now, until, 2, Priority::Backfill)
+        .await
+        .unwrap();
+    let mut records: Vec<String> = two
+        .iter()
+        .map(|i| i.intent.key.value().to_string())
+        .collect();
+    records.sort();
+    assert_eq!(
+        records,
+        ["late-a-1", "late-a-2", "late-b-1"],
+        "whole partitions, oldest first"
+    );
+    let none = store
+        .lease_outbox("s", now, until, 10, Priority::Backfill)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "nothing else is leasable: {none:?}");
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.in_flight), (601, 5));
+    assert_eq!(
+        store.outbox_pending(100).await.unwrap(),
+        (100, stats.oldest_due),
+        "the poll counts up to its cap"
+    );
 }
 
 macro_rules! conformance {
@@ -574,6 +694,7 @@ conformance!(
     lost_lease_commits_nothing,
     commit_events_is_one_transaction_with_per_event_leases,
     an_intent_returned_from_flight_folds_under_a_newer_one,
+    outbox_leases_whole_due_partitions_most_urgent_first,
 );
 
 #[tokio::test]

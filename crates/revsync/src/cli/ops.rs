@@ -190,13 +190,13 @@ async fn decide(
     use revsync::store::Engine;
     let now = Micros::now();
     store
-        .save_identity(
-            &Identity {
+        .save_identities(
+            &[Identity {
                 customer_key: customer.to_owned(),
                 account_id,
                 contact_id,
                 source: source.to_owned(),
-            },
+            }],
             now,
         )
         .await?;

@@ -154,14 +154,15 @@ impl Sink {
         let probe = self.limits.graphs_per_request as i64;
         let mut failed_rounds: i64 = 0;
         while !shutdown.is_cancelled() {
-            let wait = match self.store.outbox_pending().await {
+            // Several full requests' worth waiting: no reason to wait longer.
+            let full_at = 4 * self.limits.nodes_per_request as i64;
+            let wait = match self.store.outbox_pending(full_at).await {
                 Ok((0, _)) => poll,
                 Ok((pending, oldest_due)) => {
                     let age = oldest_due
                         .map(|due| Duration::from_micros((Micros::now().0 - due.0).max(0) as u64))
                         .unwrap_or_default();
-                    // Several full requests' worth waiting: no reason to wait longer.
-                    let full = pending >= 4 * self.limits.nodes_per_request as i64;
+                    let full = pending >= full_at;
                     if full || age >= linger {
                         let partitions = if failed_rounds > 0 {
                             probe
@@ -340,9 +341,7 @@ impl Sink {
             .record_api_calls(report.api_calls, usage, now)
             .await?;
         self.store.settle_outbox(&settlements, now).await?;
-        for identity in &identities {
-            self.store.save_identity(identity, now).await?;
-        }
+        self.store.save_identities(&identities, now).await?;
         let due: std::collections::HashMap<i64, Micros> =
             items.iter().map(|i| (i.id, i.due)).collect();
         for s in &settlements {

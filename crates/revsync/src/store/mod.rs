@@ -358,9 +358,9 @@ pub trait Engine: Send + Sync + 'static {
         now: Micros,
     ) -> Result<(), StoreError>;
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
-    /// Pending intents and when the oldest became due: what the sink polls, without
-    /// counting the written history [`Engine::outbox_stats`] counts.
-    async fn outbox_pending(&self) -> Result<(i64, Option<Micros>), StoreError>;
+    /// Pending intents, counted up to `up_to`, and when the oldest became due: what the sink
+    /// polls, at a cost that does not grow with the backlog (unlike [`Engine::outbox_stats`]).
+    async fn outbox_pending(&self, up_to: i64) -> Result<(i64, Option<Micros>), StoreError>;
     /// What an event did in Salesforce.
     async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError>;
     /// Records written per sObject: `(sobject, created, updated)`, each write counted once.
@@ -376,10 +376,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The identity map: which Salesforce records a 2Checkout customer is.
     async fn identities(&self, customer_keys: &[String]) -> Result<Vec<Identity>, StoreError>;
-    /// Saves what is known of a customer's records. A plain write (`created`, `upserted`)
-    /// never replaces how an existing identity was established (matched, shared, …), and
-    /// known ids are never erased by unknown ones.
-    async fn save_identity(&self, identity: &Identity, now: Micros) -> Result<(), StoreError>;
+    /// Saves what is known of customers' records, in one transaction. A plain write
+    /// (`created`, `upserted`) never replaces how an existing identity was established
+    /// (matched, shared, …), and known ids are never erased by unknown ones.
+    async fn save_identities(&self, identities: &[Identity], now: Micros)
+        -> Result<(), StoreError>;
     /// Identities that already point at any of these Salesforce record ids (Account or
     /// Contact): the record is claimed by that customer.
     async fn identities_claiming(&self, record_ids: &[String])

@@ -21,7 +21,13 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// The SQL store. Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct SqlStore {
+    /// Reads, and on PostgreSQL everything.
     pub(super) pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: writers queue in order and are woken
+    /// the moment the lock is free, instead of sleeping in SQLite's busy handler (which
+    /// backs off up to 100 ms at a time and starved the processor behind the sink under
+    /// a backlog). On PostgreSQL the same pool as `pool`.
+    pub(super) writer: AnyPool,
     pub(super) backend: Backend,
 }
 
@@ -56,34 +62,45 @@ impl SqlStore {
         let connect = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Config(format!("store url `{}`: {e}", redact_url(&url))))?;
         let sync = options.sqlite_synchronous;
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        let sync = match sync {
-                            SqliteSync::Full => "FULL",
-                            SqliteSync::Normal => "NORMAL",
-                            SqliteSync::Off => "OFF",
-                        };
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(format!("PRAGMA synchronous = {sync}").as_str())
-                            .await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
+        let pool_options = |max_connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            let sync = match sync {
+                                SqliteSync::Full => "FULL",
+                                SqliteSync::Normal => "NORMAL",
+                                SqliteSync::Off => "OFF",
+                            };
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute(format!("PRAGMA synchronous = {sync}").as_str())
+                                .await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(connect)
+        };
+        let pool = pool_options(options.max_connections)
+            .connect_with(connect.clone())
             .await?;
+        let writer = match backend {
+            Backend::Sqlite => pool_options(1).connect_with(connect).await?,
+            Backend::Postgres => pool.clone(),
+        };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&pool).await.map_err(StoreError::Migration)?;
-        Ok(SqlStore { pool, backend })
+        migrator.run(&writer).await.map_err(StoreError::Migration)?;
+        Ok(SqlStore {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock up front
@@ -93,8 +110,8 @@ impl SqlStore {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
@@ -119,6 +136,7 @@ impl SqlStore {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -247,7 +265,7 @@ impl EventLog for SqlStore {
         .bind(&e.reason)
         .bind(&e.body)
         .bind(i64::from(e.truncated))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(row.try_get("id")?)
     }
@@ -402,7 +420,7 @@ impl EventLog for SqlStore {
             .bind(lease_until.0)
             .bind(now.0)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         let mut events = rows
             .iter()
@@ -428,7 +446,7 @@ impl EventLog for SqlStore {
         .bind(owner)
         .bind(status)
         .bind(error)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

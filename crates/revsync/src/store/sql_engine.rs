@@ -387,15 +387,8 @@ impl Engine for SqlStore {
         self.outbox_stats_impl().await
     }
 
-    async fn outbox_pending(&self) -> Result<(i64, Option<Micros>), StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS pending, MIN(next_attempt_us) AS oldest FROM outbox \
-             WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let oldest: Option<i64> = row.try_get("oldest")?;
-        Ok((row.try_get("pending")?, oldest.map(Micros)))
+    async fn outbox_pending(&self, up_to: i64) -> Result<(i64, Option<Micros>), StoreError> {
+        self.outbox_pending_impl(up_to).await
     }
 
     async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError> {
@@ -422,8 +415,12 @@ impl Engine for SqlStore {
         self.identities_impl(customer_keys).await
     }
 
-    async fn save_identity(&self, identity: &Identity, now: Micros) -> Result<(), StoreError> {
-        self.save_identity_impl(identity, now).await
+    async fn save_identities(
+        &self,
+        identities: &[Identity],
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        self.save_identities_impl(identities, now).await
     }
 
     async fn identities_claiming(

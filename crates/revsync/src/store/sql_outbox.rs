@@ -1,11 +1,12 @@
 //! The outbox half of [`Engine`] for [`SqlStore`]: leasing partitions to the sink, settling
 //! what it learned, the sync log, dead letters, the identity map and the API budget.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::sql::{placeholders, MAX_BINDS};
 use super::sql_engine::enqueue_in;
 use super::{
     ApiBudgetState, DeadLetter, DeadLetterStatus, Identity, Micros, OutboxItem, OutboxStats,
@@ -16,7 +17,18 @@ use crate::intent::{Priority, RecordIntent, RecordKey};
 const ITEM_COLUMNS: &str =
     "id, sobject, record_key, partition_key, priority, fields, event_ids, attempts, next_attempt_us";
 
+const IDENTITY_COLUMNS: &str = "customer_key, account_id, contact_id, source";
+
 const HOUR_US: i64 = 3_600_000_000;
+
+fn identity_from_row(r: &AnyRow) -> Result<Identity, StoreError> {
+    Ok(Identity {
+        customer_key: r.try_get("customer_key")?,
+        account_id: r.try_get("account_id")?,
+        contact_id: r.try_get("contact_id")?,
+        source: r.try_get("source")?,
+    })
+}
 
 pub(super) fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Config(format!("stored {what} is not valid JSON: {e}"))
@@ -208,25 +220,20 @@ impl SqlStore {
             let item = item_from_row(row)?;
             requeue(&mut tx, &item, item.due, None, now).await?;
         }
-        let sql = format!(
-            "UPDATE outbox SET status = 'inflight', lease_owner = $1, lease_until_us = $2 \
-             WHERE status = 'pending' AND partition_key IN ( \
-                 SELECT o.partition_key FROM outbox o WHERE o.status = 'pending' \
-                   AND NOT EXISTS (SELECT 1 FROM outbox i \
-                       WHERE i.partition_key = o.partition_key AND i.status = 'inflight') \
-                 GROUP BY o.partition_key \
-                 HAVING MAX(o.next_attempt_us) <= $3 AND MIN(o.priority) <= $5 \
-                 ORDER BY MIN(o.priority), MIN(o.id) LIMIT $4) \
-             RETURNING {ITEM_COLUMNS}"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(owner)
-            .bind(lease_until.0)
-            .bind(now.0)
-            .bind(max_partitions)
-            .bind(max_priority.as_i64())
-            .fetch_all(&mut *tx)
-            .await?;
+        let partitions = leasable_partitions(&mut tx, now, max_partitions, max_priority).await?;
+        let mut rows = Vec::new();
+        for chunk in partitions.chunks(MAX_BINDS) {
+            let sql = format!(
+                "UPDATE outbox SET status = 'inflight', lease_owner = $1, lease_until_us = $2 \
+                 WHERE status = 'pending' AND partition_key IN ({}) RETURNING {ITEM_COLUMNS}",
+                placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(owner).bind(lease_until.0);
+            for partition in chunk {
+                query = query.bind(partition);
+            }
+            rows.extend(query.fetch_all(&mut *tx).await?);
+        }
         tx.commit().await?;
         let mut items = rows
             .iter()
@@ -335,6 +342,25 @@ impl SqlStore {
         })
     }
 
+    /// Both from indexes alone (`outbox_by_status`, `outbox_by_due`): the count stops at
+    /// `up_to`, the oldest due time is the first entry of its index.
+    pub(super) async fn outbox_pending_impl(
+        &self,
+        up_to: i64,
+    ) -> Result<(i64, Option<Micros>), StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE status = 'pending' LIMIT $1) AS p) \
+                 AS pending, \
+               (SELECT MIN(next_attempt_us) FROM outbox WHERE status = 'pending') AS oldest",
+        )
+        .bind(up_to)
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok((row.try_get("pending")?, oldest.map(Micros)))
+    }
+
     pub(super) async fn sync_log_impl(
         &self,
         event_id: i64,
@@ -441,23 +467,18 @@ impl SqlStore {
         &self,
         keys: &[String],
     ) -> Result<Vec<Identity>, StoreError> {
-        let mut out = Vec::new();
-        let mut conn = self.pool.acquire().await?;
-        for key in keys {
-            let row = sqlx::query(
-                "SELECT customer_key, account_id, contact_id, source FROM identities \
-                 WHERE customer_key = $1",
-            )
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(r) = row {
-                out.push(Identity {
-                    customer_key: r.try_get("customer_key")?,
-                    account_id: r.try_get("account_id")?,
-                    contact_id: r.try_get("contact_id")?,
-                    source: r.try_get("source")?,
-                });
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_BINDS) {
+            let sql = format!(
+                "SELECT {IDENTITY_COLUMNS} FROM identities WHERE customer_key IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(identity_from_row(&row)?);
             }
         }
         Ok(out)
@@ -468,22 +489,18 @@ impl SqlStore {
         record_ids: &[String],
     ) -> Result<Vec<Identity>, StoreError> {
         let mut out: Vec<Identity> = Vec::new();
-        let mut conn = self.pool.acquire().await?;
-        for id in record_ids {
-            let rows = sqlx::query(
-                "SELECT customer_key, account_id, contact_id, source FROM identities \
-                 WHERE account_id = $1 OR contact_id = $1",
-            )
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
-            for r in rows {
-                let identity = Identity {
-                    customer_key: r.try_get("customer_key")?,
-                    account_id: r.try_get("account_id")?,
-                    contact_id: r.try_get("contact_id")?,
-                    source: r.try_get("source")?,
-                };
+        for chunk in record_ids.chunks(MAX_BINDS / 2) {
+            let list = placeholders(1, chunk.len());
+            let sql = format!(
+                "SELECT {IDENTITY_COLUMNS} FROM identities \
+                 WHERE account_id IN ({list}) OR contact_id IN ({list}) ORDER BY customer_key"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let identity = identity_from_row(&row)?;
                 if !out.contains(&identity) {
                     out.push(identity);
                 }
@@ -496,23 +513,13 @@ impl SqlStore {
         &self,
         source: &str,
     ) -> Result<Vec<Identity>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT customer_key, account_id, contact_id, source FROM identities \
-             WHERE source = $1 ORDER BY updated_us",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE source = $1 ORDER BY updated_us"
+        ))
         .bind(source)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Identity {
-                    customer_key: r.try_get("customer_key")?,
-                    account_id: r.try_get("account_id")?,
-                    contact_id: r.try_get("contact_id")?,
-                    source: r.try_get("source")?,
-                })
-            })
-            .collect()
+        rows.iter().map(identity_from_row).collect()
     }
 
     pub(super) async fn release_partition_impl(
@@ -526,32 +533,41 @@ impl SqlStore {
         )
         .bind(partition)
         .bind(now.0)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
 
-    pub(super) async fn save_identity_impl(
+    pub(super) async fn save_identities_impl(
         &self,
-        i: &Identity,
+        identities: &[Identity],
         now: Micros,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO identities (customer_key, account_id, contact_id, source, updated_us) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_key) DO UPDATE SET \
-                 account_id = COALESCE(excluded.account_id, identities.account_id), \
-                 contact_id = COALESCE(excluded.contact_id, identities.contact_id), \
-                 source = CASE WHEN excluded.source IN ('created', 'upserted') \
-                     THEN identities.source ELSE excluded.source END, \
-                 updated_us = excluded.updated_us",
-        )
-        .bind(&i.customer_key)
-        .bind(&i.account_id)
-        .bind(&i.contact_id)
-        .bind(&i.source)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await?;
+        if identities.is_empty() {
+            return Ok(());
+        }
+        // One statement per identity (a multi-row upsert may not touch a key twice), one
+        // transaction for all of them.
+        let mut tx = self.write_tx().await?;
+        for i in identities {
+            sqlx::query(
+                "INSERT INTO identities (customer_key, account_id, contact_id, source, updated_us) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_key) DO UPDATE SET \
+                     account_id = COALESCE(excluded.account_id, identities.account_id), \
+                     contact_id = COALESCE(excluded.contact_id, identities.contact_id), \
+                     source = CASE WHEN excluded.source IN ('created', 'upserted') \
+                         THEN identities.source ELSE excluded.source END, \
+                     updated_us = excluded.updated_us",
+            )
+            .bind(&i.customer_key)
+            .bind(&i.account_id)
+            .bind(&i.contact_id)
+            .bind(&i.source)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -615,4 +631,69 @@ impl SqlStore {
         }
         Ok(state)
     }
+}
+
+/// Up to `max` partitions the sink may lease now, oldest first by their most urgent pending
+/// intent: every pending intent of the partition due and none of it in flight.
+///
+/// Walks pending intents in (priority, id) order a page at a time (the `outbox_by_status`
+/// index) and checks each page's new partitions with one indexed query, so a lease costs in
+/// proportion to what it takes, not to the backlog: with a million intents waiting, the
+/// sink's rounds (and, on SQLite, the write lock they hold) stay as short as with ten.
+async fn leasable_partitions(
+    conn: &mut AnyConnection,
+    now: Micros,
+    max: i64,
+    max_priority: Priority,
+) -> Result<Vec<String>, StoreError> {
+    let max = usize::try_from(max).unwrap_or(0);
+    let page = (4 * max).clamp(64, MAX_BINDS) as i64;
+    let mut chosen: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut after = (i64::MIN, i64::MIN);
+    while chosen.len() < max {
+        let rows = sqlx::query(
+            "SELECT partition_key, priority, id FROM outbox \
+             WHERE status = 'pending' AND priority <= $1 AND (priority, id) > ($2, $3) \
+             ORDER BY priority, id LIMIT $4",
+        )
+        .bind(max_priority.as_i64())
+        .bind(after.0)
+        .bind(after.1)
+        .bind(page)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = (last.try_get("priority")?, last.try_get("id")?);
+        let mut fresh = Vec::new();
+        for row in &rows {
+            let partition: String = row.try_get("partition_key")?;
+            if seen.insert(partition.clone()) {
+                fresh.push(partition);
+            }
+        }
+        if !fresh.is_empty() {
+            let sql = format!(
+                "SELECT DISTINCT partition_key FROM outbox WHERE partition_key IN ({}) \
+                 AND (status = 'inflight' OR (status = 'pending' AND next_attempt_us > $1))",
+                placeholders(2, fresh.len())
+            );
+            let mut query = sqlx::query(&sql).bind(now.0);
+            for partition in &fresh {
+                query = query.bind(partition);
+            }
+            let blocked: HashSet<String> = query
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.try_get("partition_key"))
+                .collect::<Result<_, _>>()?;
+            chosen.extend(fresh.into_iter().filter(|p| !blocked.contains(p)));
+        }
+        if (rows.len() as i64) < page {
+            break;
+        }
+    }
+    chosen.truncate(max);
+    Ok(chosen)
 }
