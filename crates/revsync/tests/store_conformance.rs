@@ -727,3 +727,27 @@ async fn bad_store_urls_are_config_errors() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// Two processes on one SQLite file (`revsync serve` and an operator command, say): every
+/// read sees what the other has committed. A pooled connection must not keep an old
+/// snapshot alive after a single-row read.
+#[tokio::test]
+async fn sqlite_reads_see_other_processes_commits_at_once() {
+    use revsync::store::Engine;
+    let s = support::store::sqlite().await;
+    let other = revsync::store::open(&s.url, &Default::default())
+        .await
+        .unwrap();
+    for round in 1..=20u32 {
+        other
+            .append_deliveries(&[delivery(&format!("fp-{round}"), &round.to_string(), b"b")])
+            .await
+            .unwrap();
+        // Single-row reads of every kind, on whichever pooled connection comes up.
+        let counts = s.store.counts().await.unwrap();
+        assert_eq!(counts.events, i64::from(round), "round {round}");
+        s.store.outbox_stats().await.unwrap();
+        s.store.outbox_pending(10).await.unwrap();
+        s.store.event(1).await.unwrap();
+    }
+}

@@ -562,7 +562,12 @@ impl Instance {
             .arg("--config")
             .arg(config)
             .arg("serve")
-            .env("RUST_LOG", "warn")
+            // REVSYNC_CHILD_LOG sets the child's log filter when investigating a run (e.g.
+            // `sqlx::query=debug` for every statement with its time).
+            .env(
+                "RUST_LOG",
+                std::env::var("REVSYNC_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -473,6 +473,14 @@ fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
 /// PostgreSQL 65,535).
 pub(super) const MAX_BINDS: usize = 500;
 
+/// `($start), ($start+1), …` — `n` one-column rows for a `VALUES` list.
+pub(super) fn value_rows(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("(${i})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `$start, $start+1, …` — `n` numbered placeholders (both backends read `$N`).
 pub(super) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::sql::{placeholders, MAX_BINDS};
+use super::sql::{placeholders, value_rows, MAX_BINDS};
 use super::{
     ApiBudgetState, DeadLetter, DeadLetterStatus, Effects, Engine, Identity, LedgerRecord, Micros,
     OutboxItem, OutboxStats, Settlement, SqlStore, StoreError, SyncLogEntry,
@@ -79,7 +79,9 @@ pub(super) async fn enqueue_in(
     }
 
     // The pending rows these records already have, per object so that the partial index
-    // on (sobject, record_key) serves the lookup.
+    // on (sobject, record_key) serves the lookup. The keys are joined from a VALUES list
+    // rather than tested with `IN (…)`: without statistics SQLite guesses that few rows are
+    // pending and answered a long IN list by walking every pending row.
     let mut by_object: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for m in &merged {
         by_object.entry(&m.sobject).or_default().push(&m.record_key);
@@ -88,9 +90,11 @@ pub(super) async fn enqueue_in(
     for (sobject, keys) in by_object {
         for chunk in keys.chunks(MAX_BINDS) {
             let sql = format!(
-                "SELECT id, sobject, record_key, fields, event_ids, priority FROM outbox \
-                 WHERE status = 'pending' AND sobject = $1 AND record_key IN ({})",
-                placeholders(2, chunk.len())
+                "WITH wanted(record_key) AS (VALUES {}) \
+                 SELECT o.id, o.sobject, o.record_key, o.fields, o.event_ids, o.priority \
+                 FROM wanted JOIN outbox o ON o.sobject = $1 \
+                     AND o.record_key = wanted.record_key AND o.status = 'pending'",
+                value_rows(2, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(sobject);
             for key in chunk {

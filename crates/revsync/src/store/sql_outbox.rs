@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::sql::{placeholders, MAX_BINDS};
+use super::sql::{placeholders, value_rows, MAX_BINDS};
 use super::sql_engine::enqueue_in;
 use super::{
     ApiBudgetState, DeadLetter, DeadLetterStatus, Identity, Micros, OutboxItem, OutboxStats,
@@ -673,10 +673,14 @@ async fn leasable_partitions(
             }
         }
         if !fresh.is_empty() {
+            // Joined from VALUES, not `IN (…)`, so that SQLite looks the partitions up
+            // instead of walking every pending intent not yet due (see `enqueue_in`).
             let sql = format!(
-                "SELECT DISTINCT partition_key FROM outbox WHERE partition_key IN ({}) \
-                 AND (status = 'inflight' OR (status = 'pending' AND next_attempt_us > $1))",
-                placeholders(2, fresh.len())
+                "WITH fresh(partition_key) AS (VALUES {}) \
+                 SELECT DISTINCT o.partition_key FROM fresh \
+                 JOIN outbox o ON o.partition_key = fresh.partition_key \
+                 WHERE o.status = 'inflight' OR (o.status = 'pending' AND o.next_attempt_us > $1)",
+                value_rows(2, fresh.len())
             );
             let mut query = sqlx::query(&sql).bind(now.0);
             for partition in &fresh {
