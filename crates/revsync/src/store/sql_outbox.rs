@@ -1,7 +1,7 @@
 //! The outbox half of [`Engine`] for [`SqlStore`]: leasing partitions to the sink, settling
 //! what it learned, the sync log, dead letters, the identity map and the API budget.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -95,34 +95,78 @@ fn item_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
     })
 }
 
+/// One sync-log row per (event, intent): what each event did in Salesforce. Multi-row
+/// inserts, nine values a row.
 async fn log_sync(
     conn: &mut AnyConnection,
-    item: &OutboxItem,
-    sf_id: Option<&str>,
-    created: Option<bool>,
+    items: &[(&OutboxItem, Option<&str>, Option<bool>)],
     outcome: &str,
     message: Option<&str>,
     now: Micros,
 ) -> Result<(), StoreError> {
-    let key = serde_json::to_string(&item.intent.key).expect("key serializes");
-    for event_id in &item.event_ids {
-        sqlx::query(
+    let mut rows = Vec::new();
+    for (item, sf_id, created) in items {
+        let key = serde_json::to_string(&item.intent.key).expect("key serializes");
+        for event_id in &item.event_ids {
+            rows.push((*event_id, *item, key.clone(), *sf_id, *created));
+        }
+    }
+    const COLUMNS: usize = 9;
+    for chunk in rows.chunks(MAX_BINDS / COLUMNS) {
+        let values = (0..chunk.len())
+            .map(|r| format!("({})", placeholders(1 + r * COLUMNS, COLUMNS)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "INSERT INTO sync_log (event_id, outbox_id, sobject, record_key, sf_id, created, \
-                 outcome, message, at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(event_id)
-        .bind(item.id)
-        .bind(&item.intent.sobject)
-        .bind(&key)
-        .bind(sf_id)
-        .bind(created.map(i64::from))
-        .bind(outcome)
-        .bind(message)
-        .bind(now.0)
-        .execute(&mut *conn)
-        .await?;
+                 outcome, message, at_us) VALUES {values}"
+        );
+        let mut query = sqlx::query(&sql);
+        for (event_id, item, key, sf_id, created) in chunk {
+            query = query
+                .bind(*event_id)
+                .bind(item.id)
+                .bind(&item.intent.sobject)
+                .bind(key)
+                .bind(*sf_id)
+                .bind(created.map(i64::from))
+                .bind(outcome)
+                .bind(message)
+                .bind(now.0);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The in-flight outbox rows among `ids`, by id (joined from VALUES, which keeps SQLite on
+/// the primary key).
+async fn in_flight_items(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, OutboxItem>, StoreError> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_BINDS) {
+        let columns = ITEM_COLUMNS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH wanted(id) AS (VALUES {}) SELECT {columns} FROM wanted \
+             JOIN outbox o ON o.id = wanted.id AND o.status = 'inflight'",
+            value_rows(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let item = item_from_row(&row)?;
+            out.insert(item.id, item);
+        }
+    }
+    Ok(out)
 }
 
 /// Puts a leased intent back to pending. When a newer intent for the same record was
@@ -249,8 +293,20 @@ impl SqlStore {
         now: Micros,
     ) -> Result<(), StoreError> {
         let mut tx = self.outbox_tx().await?;
-        let load =
-            format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE id = $1 AND status = 'inflight'");
+        let ids: Vec<i64> = settlements
+            .iter()
+            .map(|s| match s {
+                Settlement::Written { id, .. }
+                | Settlement::Retry { id, .. }
+                | Settlement::Dead { id, .. }
+                | Settlement::Release { id } => *id,
+            })
+            .collect();
+        // Items whose lease ran out and another sink took over are not here: that sink
+        // settles them.
+        let in_flight = in_flight_items(&mut tx, &ids).await?;
+        // Written intents, the common case, are settled a chunk at a time.
+        let mut written: Vec<(&OutboxItem, Option<&str>, Option<bool>)> = Vec::new();
         for s in settlements {
             let id = match s {
                 Settlement::Written { id, .. }
@@ -258,37 +314,17 @@ impl SqlStore {
                 | Settlement::Dead { id, .. }
                 | Settlement::Release { id } => *id,
             };
-            let Some(row) = sqlx::query(&load).bind(id).fetch_optional(&mut *tx).await? else {
-                // Its lease ran out and another sink took it over: that sink settles it.
+            let Some(item) = in_flight.get(&id) else {
                 continue;
             };
-            let item = item_from_row(&row)?;
             match s {
-                Settlement::Release { .. } => requeue(&mut tx, &item, item.due, None, now).await?,
+                Settlement::Release { .. } => requeue(&mut tx, item, item.due, None, now).await?,
                 Settlement::Written { sf_id, created, .. } => {
-                    sqlx::query(
-                        "UPDATE outbox SET status = 'done', lease_owner = NULL, \
-                             lease_until_us = NULL, last_error = NULL, updated_us = $2 \
-                         WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?;
-                    log_sync(
-                        &mut tx,
-                        &item,
-                        sf_id.as_deref(),
-                        *created,
-                        "written",
-                        None,
-                        now,
-                    )
-                    .await?;
+                    written.push((item, sf_id.as_deref(), *created));
                 }
                 Settlement::Retry {
                     not_before, error, ..
-                } => requeue(&mut tx, &item, *not_before, Some(error), now).await?,
+                } => requeue(&mut tx, item, *not_before, Some(error), now).await?,
                 Settlement::Dead { code, message, .. } => {
                     sqlx::query(
                         "UPDATE outbox SET status = 'dead', lease_owner = NULL, \
@@ -314,10 +350,24 @@ impl SqlStore {
                     .execute(&mut *tx)
                     .await?;
                     let text = format!("{code}: {message}");
-                    log_sync(&mut tx, &item, None, None, "failed", Some(&text), now).await?;
+                    log_sync(&mut tx, &[(item, None, None)], "failed", Some(&text), now).await?;
                 }
             }
         }
+        for chunk in written.chunks(MAX_BINDS) {
+            let sql = format!(
+                "UPDATE outbox SET status = 'done', lease_owner = NULL, lease_until_us = NULL, \
+                     last_error = NULL, updated_us = $1 \
+                 WHERE id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(now.0);
+            for (item, _, _) in chunk {
+                query = query.bind(item.id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        log_sync(&mut tx, &written, "written", None, now).await?;
         tx.commit().await?;
         Ok(())
     }
