@@ -441,6 +441,18 @@ pub enum Settlement {
     Release { id: i64 },
 }
 
+impl Settlement {
+    /// The outbox item it settles.
+    pub fn id(&self) -> i64 {
+        match self {
+            Settlement::Written { id, .. }
+            | Settlement::Retry { id, .. }
+            | Settlement::Dead { id, .. }
+            | Settlement::Release { id } => *id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxStats {
     pub pending: i64,

@@ -133,7 +133,7 @@ impl SqlStore {
         Ok(tx)
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;

@@ -293,27 +293,14 @@ impl SqlStore {
         now: Micros,
     ) -> Result<(), StoreError> {
         let mut tx = self.outbox_tx().await?;
-        let ids: Vec<i64> = settlements
-            .iter()
-            .map(|s| match s {
-                Settlement::Written { id, .. }
-                | Settlement::Retry { id, .. }
-                | Settlement::Dead { id, .. }
-                | Settlement::Release { id } => *id,
-            })
-            .collect();
+        let ids: Vec<i64> = settlements.iter().map(Settlement::id).collect();
         // Items whose lease ran out and another sink took over are not here: that sink
         // settles them.
         let in_flight = in_flight_items(&mut tx, &ids).await?;
         // Written intents, the common case, are settled a chunk at a time.
         let mut written: Vec<(&OutboxItem, Option<&str>, Option<bool>)> = Vec::new();
         for s in settlements {
-            let id = match s {
-                Settlement::Written { id, .. }
-                | Settlement::Retry { id, .. }
-                | Settlement::Dead { id, .. }
-                | Settlement::Release { id } => *id,
-            };
+            let id = s.id();
             let Some(item) = in_flight.get(&id) else {
                 continue;
             };
