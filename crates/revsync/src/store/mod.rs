@@ -14,6 +14,8 @@ pub mod scheduler;
 mod sql;
 mod sql_engine;
 mod sql_outbox;
+#[cfg(test)]
+mod sql_plans;
 mod sql_queries;
 mod sql_scheduler;
 

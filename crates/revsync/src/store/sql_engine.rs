@@ -89,13 +89,7 @@ pub(super) async fn enqueue_in(
     let mut existing: HashMap<(String, String), AnyRow> = HashMap::new();
     for (sobject, keys) in by_object {
         for chunk in keys.chunks(MAX_BINDS) {
-            let sql = format!(
-                "WITH wanted(record_key) AS (VALUES {}) \
-                 SELECT o.id, o.sobject, o.record_key, o.fields, o.event_ids, o.priority \
-                 FROM wanted JOIN outbox o ON o.sobject = $1 \
-                     AND o.record_key = wanted.record_key AND o.status = 'pending'",
-                value_rows(2, chunk.len())
-            );
+            let sql = pending_intents_sql(chunk.len());
             let mut query = sqlx::query(&sql).bind(sobject);
             for key in chunk {
                 query = query.bind(*key);
@@ -252,6 +246,36 @@ pub(super) async fn write_records_in(
 
 /// Marks the events `owner` still holds processed, in one statement per chunk; returns their
 /// ids.
+/// The pending intents of `n` records of one sObject (`$1`, then the keys).
+pub(super) fn pending_intents_sql(n: usize) -> String {
+    format!(
+        "WITH wanted(record_key) AS (VALUES {}) \
+         SELECT o.id, o.sobject, o.record_key, o.fields, o.event_ids, o.priority \
+         FROM wanted JOIN outbox o ON o.sobject = $1 \
+             AND o.record_key = wanted.record_key AND o.status = 'pending'",
+        value_rows(2, n)
+    )
+}
+
+/// Marks `n` leased events processed (`$1` owner, `$2` now, then the ids).
+pub(super) fn complete_events_sql(n: usize) -> String {
+    format!(
+        "UPDATE events SET status = 'processed', processed_us = $2, lease_owner = NULL, \
+             lease_until_us = NULL, last_error = NULL \
+         WHERE lease_owner = $1 AND status = 'pending' AND id IN ({}) RETURNING id",
+        placeholders(3, n)
+    )
+}
+
+/// `n` ledger records of one kind (`$1`, then the keys).
+pub(super) fn ledger_records_sql(n: usize) -> String {
+    format!(
+        "SELECT kind, key, customer_key, body, version FROM ledger_records \
+         WHERE kind = $1 AND key IN ({})",
+        placeholders(2, n)
+    )
+}
+
 async fn complete_events_in(
     conn: &mut AnyConnection,
     ids: &[i64],
@@ -260,12 +284,7 @@ async fn complete_events_in(
 ) -> Result<HashSet<i64>, StoreError> {
     let mut held = HashSet::with_capacity(ids.len());
     for chunk in ids.chunks(MAX_BINDS) {
-        let sql = format!(
-            "UPDATE events SET status = 'processed', processed_us = $2, lease_owner = NULL, \
-                 lease_until_us = NULL, last_error = NULL \
-             WHERE lease_owner = $1 AND status = 'pending' AND id IN ({}) RETURNING id",
-            placeholders(3, chunk.len())
-        );
+        let sql = complete_events_sql(chunk.len());
         let mut query = sqlx::query(&sql).bind(owner).bind(now.0);
         for id in chunk {
             query = query.bind(id);
@@ -291,11 +310,7 @@ impl Engine for SqlStore {
         let mut out = Vec::with_capacity(keys.len());
         for (kind, keys) in by_kind {
             for chunk in keys.chunks(MAX_BINDS) {
-                let sql = format!(
-                    "SELECT kind, key, customer_key, body, version FROM ledger_records \
-                     WHERE kind = $1 AND key IN ({})",
-                    placeholders(2, chunk.len())
-                );
+                let sql = ledger_records_sql(chunk.len());
                 let mut query = sqlx::query(&sql).bind(kind);
                 for key in chunk {
                     query = query.bind(*key);

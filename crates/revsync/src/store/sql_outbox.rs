@@ -139,6 +139,20 @@ async fn log_sync(
     Ok(())
 }
 
+/// The in-flight outbox rows among `n` ids.
+pub(super) fn in_flight_sql(n: usize) -> String {
+    let columns = ITEM_COLUMNS
+        .split(", ")
+        .map(|c| format!("o.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH wanted(id) AS (VALUES {}) SELECT {columns} FROM wanted \
+         JOIN outbox o ON o.id = wanted.id AND o.status = 'inflight'",
+        value_rows(1, n)
+    )
+}
+
 /// The in-flight outbox rows among `ids`, by id (joined from VALUES, which keeps SQLite on
 /// the primary key).
 async fn in_flight_items(
@@ -147,16 +161,7 @@ async fn in_flight_items(
 ) -> Result<HashMap<i64, OutboxItem>, StoreError> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(MAX_BINDS) {
-        let columns = ITEM_COLUMNS
-            .split(", ")
-            .map(|c| format!("o.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "WITH wanted(id) AS (VALUES {}) SELECT {columns} FROM wanted \
-             JOIN outbox o ON o.id = wanted.id AND o.status = 'inflight'",
-            value_rows(1, chunk.len())
-        );
+        let sql = in_flight_sql(chunk.len());
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(id);
@@ -385,15 +390,10 @@ impl SqlStore {
         &self,
         up_to: i64,
     ) -> Result<(i64, Option<Micros>), StoreError> {
-        let row = sqlx::query(
-            "SELECT \
-               (SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE status = 'pending' LIMIT $1) AS p) \
-                 AS pending, \
-               (SELECT MIN(next_attempt_us) FROM outbox WHERE status = 'pending') AS oldest",
-        )
-        .bind(up_to)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(OUTBOX_PENDING_SQL)
+            .bind(up_to)
+            .fetch_one(&self.pool)
+            .await?;
         let oldest: Option<i64> = row.try_get("oldest")?;
         Ok((row.try_get("pending")?, oldest.map(Micros)))
     }
@@ -670,6 +670,31 @@ impl SqlStore {
     }
 }
 
+/// One page of pending intents in lease order: `$1` highest priority taken, `$2`/`$3` the
+/// (priority, id) after which the page starts, `$4` its length.
+pub(super) const LEASE_PAGE_SQL: &str = "SELECT partition_key, priority, id FROM outbox \
+     WHERE status = 'pending' AND priority <= $1 AND (priority, id) > ($2, $3) \
+     ORDER BY priority, id LIMIT $4";
+
+/// Pending intents counted up to `$1`, and the oldest one's due time.
+pub(super) const OUTBOX_PENDING_SQL: &str = "SELECT \
+       (SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE status = 'pending' LIMIT $1) AS p) \
+         AS pending, \
+       (SELECT MIN(next_attempt_us) FROM outbox WHERE status = 'pending') AS oldest";
+
+/// Which of `n` partitions (after `$1` = now) have an intent in flight or one not yet due.
+pub(super) fn blocked_partitions_sql(n: usize) -> String {
+    // Joined from VALUES, not `IN (…)`, so that SQLite looks the partitions up instead of
+    // walking every pending intent not yet due (see `enqueue_in`).
+    format!(
+        "WITH fresh(partition_key) AS (VALUES {}) \
+         SELECT fresh.partition_key FROM fresh WHERE EXISTS (SELECT 1 FROM outbox o \
+             WHERE o.partition_key = fresh.partition_key AND (o.status = 'inflight' \
+                 OR (o.status = 'pending' AND o.next_attempt_us > $1)))",
+        value_rows(2, n)
+    )
+}
+
 /// Up to `max` partitions the sink may lease now, oldest first by their most urgent pending
 /// intent: every pending intent of the partition due and none of it in flight.
 ///
@@ -689,17 +714,13 @@ async fn leasable_partitions(
     let mut seen: HashSet<String> = HashSet::new();
     let mut after = (i64::MIN, i64::MIN);
     while chosen.len() < max {
-        let rows = sqlx::query(
-            "SELECT partition_key, priority, id FROM outbox \
-             WHERE status = 'pending' AND priority <= $1 AND (priority, id) > ($2, $3) \
-             ORDER BY priority, id LIMIT $4",
-        )
-        .bind(max_priority.as_i64())
-        .bind(after.0)
-        .bind(after.1)
-        .bind(page)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = sqlx::query(LEASE_PAGE_SQL)
+            .bind(max_priority.as_i64())
+            .bind(after.0)
+            .bind(after.1)
+            .bind(page)
+            .fetch_all(&mut *conn)
+            .await?;
         let Some(last) = rows.last() else { break };
         after = (last.try_get("priority")?, last.try_get("id")?);
         let mut fresh = Vec::new();
@@ -710,15 +731,7 @@ async fn leasable_partitions(
             }
         }
         if !fresh.is_empty() {
-            // Joined from VALUES, not `IN (…)`, so that SQLite looks the partitions up
-            // instead of walking every pending intent not yet due (see `enqueue_in`).
-            let sql = format!(
-                "WITH fresh(partition_key) AS (VALUES {}) \
-                 SELECT DISTINCT o.partition_key FROM fresh \
-                 JOIN outbox o ON o.partition_key = fresh.partition_key \
-                 WHERE o.status = 'inflight' OR (o.status = 'pending' AND o.next_attempt_us > $1)",
-                value_rows(2, fresh.len())
-            );
+            let sql = blocked_partitions_sql(fresh.len());
             let mut query = sqlx::query(&sql).bind(now.0);
             for partition in &fresh {
                 query = query.bind(partition);
