@@ -507,7 +507,7 @@ async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn S
         let stats = store.outbox_stats().await.unwrap();
         assert_eq!((stats.pending, stats.in_flight), (1, 0));
         assert_eq!(
-            store.outbox_pending(10).await.unwrap(),
+            store.outbox_pending(10, now).await.unwrap(),
             (stats.pending, stats.oldest_due),
             "the sink's poll agrees with the full stats"
         );
@@ -535,7 +535,7 @@ async fn an_intent_returned_from_flight_folds_under_a_newer_one(store: Arc<dyn S
     }
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!((stats.pending, stats.in_flight, stats.written), (0, 0, 3));
-    assert_eq!(store.outbox_pending(10).await.unwrap(), (0, None));
+    assert_eq!(store.outbox_pending(10, now).await.unwrap(), (0, None));
 }
 
 fn intent_in(partition: &str, record: &str, priority: Priority) -> RecordIntent {
@@ -652,10 +652,46 @@ async fn outbox_leases_whole_due_partitions_most_urgent_first(store: Arc<dyn Sto
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!((stats.pending, stats.in_flight), (601, 5));
     assert_eq!(
-        store.outbox_pending(100).await.unwrap(),
+        store.outbox_pending(100, now).await.unwrap(),
         (100, stats.oldest_due),
         "the poll counts up to its cap"
     );
+}
+
+/// A sink that leased intents and died (or whose round failed before it settled them) leaves
+/// them in flight. When nothing else waits, the poll must still report them once the lease
+/// has run out, or no sink would ever lease again and they would stay unwritten.
+async fn an_expired_lease_is_waiting_work(store: Arc<dyn Store>) {
+    let now = Micros::now();
+    let until = Micros(now.0 + 5_000_000);
+    store
+        .enqueue(&[intent_in("solo", "solo-1", Priority::Payment)], now)
+        .await
+        .unwrap();
+    let leased = store
+        .lease_outbox("dead-sink", now, until, 10, Priority::Backfill)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(store.outbox_pending(10, now).await.unwrap(), (0, None));
+    let later = Micros(until.0 + 1);
+    assert_eq!(
+        store.outbox_pending(10, later).await.unwrap(),
+        (1, Some(until)),
+        "the expired lease is work, due since the lease ran out"
+    );
+    let again = store
+        .lease_outbox(
+            "s",
+            later,
+            Micros(later.0 + 5_000_000),
+            10,
+            Priority::Backfill,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "the next lease takes it back");
+    assert_eq!(again[0].intent.key.value(), "solo-1");
 }
 
 macro_rules! conformance {
@@ -695,6 +731,7 @@ conformance!(
     commit_events_is_one_transaction_with_per_event_leases,
     an_intent_returned_from_flight_folds_under_a_newer_one,
     outbox_leases_whole_due_partitions_most_urgent_first,
+    an_expired_lease_is_waiting_work,
 );
 
 #[tokio::test]
@@ -747,7 +784,7 @@ async fn sqlite_reads_see_other_processes_commits_at_once() {
         let counts = s.store.counts().await.unwrap();
         assert_eq!(counts.events, i64::from(round), "round {round}");
         s.store.outbox_stats().await.unwrap();
-        s.store.outbox_pending(10).await.unwrap();
+        s.store.outbox_pending(10, Micros::now()).await.unwrap();
         s.store.event(1).await.unwrap();
     }
 }

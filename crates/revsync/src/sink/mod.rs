@@ -156,7 +156,7 @@ impl Sink {
         while !shutdown.is_cancelled() {
             // Several full requests' worth waiting: no reason to wait longer.
             let full_at = 4 * self.limits.nodes_per_request as i64;
-            let wait = match self.store.outbox_pending(full_at).await {
+            let wait = match self.store.outbox_pending(full_at, Micros::now()).await {
                 Ok((0, _)) => poll,
                 Ok((pending, oldest_due)) => {
                     let age = oldest_due

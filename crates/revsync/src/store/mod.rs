@@ -362,7 +362,14 @@ pub trait Engine: Send + Sync + 'static {
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
     /// Pending intents, counted up to `up_to`, and when the oldest became due: what the sink
     /// polls, at a cost that does not grow with the backlog (unlike [`Engine::outbox_stats`]).
-    async fn outbox_pending(&self, up_to: i64) -> Result<(i64, Option<Micros>), StoreError>;
+    ///
+    /// In-flight intents whose lease ran out before `now` count as pending: only a lease
+    /// takes them back, so a sink that saw nothing else waiting would never lease again.
+    async fn outbox_pending(
+        &self,
+        up_to: i64,
+        now: Micros,
+    ) -> Result<(i64, Option<Micros>), StoreError>;
     /// What an event did in Salesforce.
     async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError>;
     /// Records written per sObject: `(sobject, created, updated)`, each write counted once.

@@ -406,8 +406,12 @@ impl Engine for SqlStore {
         self.outbox_stats_impl().await
     }
 
-    async fn outbox_pending(&self, up_to: i64) -> Result<(i64, Option<Micros>), StoreError> {
-        self.outbox_pending_impl(up_to).await
+    async fn outbox_pending(
+        &self,
+        up_to: i64,
+        now: Micros,
+    ) -> Result<(i64, Option<Micros>), StoreError> {
+        self.outbox_pending_impl(up_to, now).await
     }
 
     async fn sync_log(&self, event_id: i64) -> Result<Vec<SyncLogEntry>, StoreError> {

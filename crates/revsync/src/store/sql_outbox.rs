@@ -389,9 +389,11 @@ impl SqlStore {
     pub(super) async fn outbox_pending_impl(
         &self,
         up_to: i64,
+        now: Micros,
     ) -> Result<(i64, Option<Micros>), StoreError> {
         let row = sqlx::query(OUTBOX_PENDING_SQL)
             .bind(up_to)
+            .bind(now.0)
             .fetch_one(&self.pool)
             .await?;
         let oldest: Option<i64> = row.try_get("oldest")?;
@@ -676,11 +678,17 @@ pub(super) const LEASE_PAGE_SQL: &str = "SELECT partition_key, priority, id FROM
      WHERE status = 'pending' AND priority <= $1 AND (priority, id) > ($2, $3) \
      ORDER BY priority, id LIMIT $4";
 
-/// Pending intents counted up to `$1`, and the oldest one's due time.
+/// Intents waiting for the sink, counted up to `$1` each way: pending ones, and in-flight
+/// ones whose lease ran out before `$2` (their sink died, or its round failed before it
+/// settled them; only a lease takes them back). And when the oldest became due.
 pub(super) const OUTBOX_PENDING_SQL: &str = "SELECT \
        (SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE status = 'pending' LIMIT $1) AS p) \
-         AS pending, \
-       (SELECT MIN(next_attempt_us) FROM outbox WHERE status = 'pending') AS oldest";
+       + (SELECT COUNT(*) FROM (SELECT 1 FROM outbox \
+             WHERE status = 'inflight' AND lease_until_us < $2 LIMIT $1) AS x) AS pending, \
+       (SELECT MIN(due) FROM ( \
+           SELECT MIN(next_attempt_us) AS due FROM outbox WHERE status = 'pending' \
+           UNION ALL SELECT MIN(lease_until_us) FROM outbox \
+             WHERE status = 'inflight' AND lease_until_us < $2) AS d) AS oldest";
 
 /// Which of `n` partitions (after `$1` = now) have an intent in flight or one not yet due.
 pub(super) fn blocked_partitions_sql(n: usize) -> String {

@@ -79,7 +79,7 @@ async fn hot_statements_look_their_rows_up_by_index() {
         (
             "the sink's poll",
             OUTBOX_PENDING_SQL.to_owned(),
-            "i".into(),
+            "ii".into(),
             "COVERING INDEX outbox_by_due (status=?)",
         ),
     ];
