@@ -139,6 +139,26 @@ async fn log_sync(
     Ok(())
 }
 
+/// Leases the pending intents of `n` partitions (`$1` owner, `$2` lease end, then the
+/// partitions).
+pub(super) fn lease_partitions_sql(n: usize) -> String {
+    format!(
+        "UPDATE outbox SET status = 'inflight', lease_owner = $1, lease_until_us = $2 \
+         WHERE status = 'pending' AND partition_key IN ({}) RETURNING {ITEM_COLUMNS}",
+        placeholders(3, n)
+    )
+}
+
+/// Marks `n` intents written (`$1` now, then the ids).
+pub(super) fn written_sql(n: usize) -> String {
+    format!(
+        "UPDATE outbox SET status = 'done', lease_owner = NULL, lease_until_us = NULL, \
+             last_error = NULL, updated_us = $1 \
+         WHERE id IN ({})",
+        placeholders(2, n)
+    )
+}
+
 /// The in-flight outbox rows among `n` ids.
 pub(super) fn in_flight_sql(n: usize) -> String {
     let columns = ITEM_COLUMNS
@@ -272,11 +292,7 @@ impl SqlStore {
         let partitions = leasable_partitions(&mut tx, now, max_partitions, max_priority).await?;
         let mut rows = Vec::new();
         for chunk in partitions.chunks(MAX_BINDS) {
-            let sql = format!(
-                "UPDATE outbox SET status = 'inflight', lease_owner = $1, lease_until_us = $2 \
-                 WHERE status = 'pending' AND partition_key IN ({}) RETURNING {ITEM_COLUMNS}",
-                placeholders(3, chunk.len())
-            );
+            let sql = lease_partitions_sql(chunk.len());
             let mut query = sqlx::query(&sql).bind(owner).bind(lease_until.0);
             for partition in chunk {
                 query = query.bind(partition);
@@ -347,12 +363,7 @@ impl SqlStore {
             }
         }
         for chunk in written.chunks(MAX_BINDS) {
-            let sql = format!(
-                "UPDATE outbox SET status = 'done', lease_owner = NULL, lease_until_us = NULL, \
-                     last_error = NULL, updated_us = $1 \
-                 WHERE id IN ({})",
-                placeholders(2, chunk.len())
-            );
+            let sql = written_sql(chunk.len());
             let mut query = sqlx::query(&sql).bind(now.0);
             for (item, _, _) in chunk {
                 query = query.bind(item.id);

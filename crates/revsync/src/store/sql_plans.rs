@@ -8,7 +8,8 @@ use sqlx::Row;
 use super::sql::MAX_BINDS;
 use super::sql_engine::{complete_events_sql, ledger_records_sql, pending_intents_sql};
 use super::sql_outbox::{
-    blocked_partitions_sql, in_flight_sql, LEASE_PAGE_SQL, OUTBOX_PENDING_SQL,
+    blocked_partitions_sql, in_flight_sql, lease_partitions_sql, written_sql, LEASE_PAGE_SQL,
+    OUTBOX_PENDING_SQL,
 };
 
 /// SQLite's plan for `sql`, one line per step. `binds` spells the placeholders' types, `t`
@@ -69,6 +70,18 @@ async fn hot_statements_look_their_rows_up_by_index() {
             blocked_partitions_sql(n),
             keys("i", "t"),
             "outbox_by_partition (partition_key=?",
+        ),
+        (
+            "leasing the chosen partitions",
+            lease_partitions_sql(n),
+            keys("ti", "t"),
+            "outbox_by_partition (partition_key=? AND status=?)",
+        ),
+        (
+            "written intents settled",
+            written_sql(n),
+            keys("i", "i"),
+            "INTEGER PRIMARY KEY (rowid=?)",
         ),
         (
             "in-flight intents being settled",
