@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::sql::{placeholders, value_rows, MAX_BINDS};
+use super::sql_outbox::corrupt;
 use super::{
     ApiBudgetState, DeadLetter, DeadLetterStatus, Effects, Engine, Identity, LedgerRecord, Micros,
     OutboxItem, OutboxStats, Settlement, SqlStore, StoreError, SyncLogEntry,
@@ -26,10 +27,6 @@ fn record_from_row(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("intent parts serialize to JSON")
-}
-
-fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
-    StoreError::Config(format!("stored {what} is not valid JSON: {e}"))
 }
 
 /// Enqueues intents (each with the event it comes from, if any) inside an open transaction.
@@ -244,8 +241,6 @@ pub(super) async fn write_records_in(
     Ok(())
 }
 
-/// Marks the events `owner` still holds processed, in one statement per chunk; returns their
-/// ids.
 /// The pending intents of `n` records of one sObject (`$1`, then the keys).
 pub(super) fn pending_intents_sql(n: usize) -> String {
     format!(
@@ -276,6 +271,8 @@ pub(super) fn ledger_records_sql(n: usize) -> String {
     )
 }
 
+/// Marks the events `owner` still holds processed, in one statement per chunk; returns their
+/// ids.
 async fn complete_events_in(
     conn: &mut AnyConnection,
     ids: &[i64],

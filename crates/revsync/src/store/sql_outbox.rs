@@ -728,7 +728,8 @@ async fn leasable_partitions(
     max_priority: Priority,
 ) -> Result<Vec<String>, StoreError> {
     let max = usize::try_from(max).unwrap_or(0);
-    let page = (4 * max).clamp(64, MAX_BINDS) as i64;
+    // A page's new partitions and `now` are bound together in the blocked check.
+    let page = (4 * max).clamp(64, MAX_BINDS - 1) as i64;
     let mut chosen: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut after = (i64::MIN, i64::MIN);
